@@ -1,0 +1,7 @@
+#include "common.hpp"
+
+namespace microcnn::bind {
+
+void bind_normalization(py::module_& m) {}
+
+}  // namespace microcnn::bind

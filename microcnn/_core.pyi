@@ -1,0 +1,140 @@
+"""Type stubs for microcnn._core, the C++ kernels.
+
+Conventions (see cpp/include/microcnn/*.hpp): float32, C-contiguous, NHWC activations; conv weights HWIO
+(R, S, C, K); dense weights (in, out). Legend: N batch, H W input height/width, C in-channels, K out-channels,
+R S kernel height/width, P Q output height/width, M classes/units.
+
+Every function checks dtype, ndim, shapes and contiguity and raises TypeError (wrong type/dtype) or ValueError
+(wrong shape, size, stride, padding, non-contiguous) naming the argument. Inputs are never modified, except the
+parameter/state arrays of the optimizer updates, which are updated in place. The GIL is released while a kernel
+runs. Functions return freshly allocated arrays.
+"""
+
+from typing import Optional, Tuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+F32 = NDArray[np.float32]
+I32 = NDArray[np.int32]
+
+__version__: str
+
+# --- threads / build info -------------------------------------------------------------------------------
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def has_openmp() -> bool: ...
+def kernel_isa() -> str:
+    """The dispatched GEMM micro-kernel, e.g. "avx512", "avx2/fma" or "generic"."""
+
+# --- GEMM -----------------------------------------------------------------------------------------------
+def sgemm(a: F32, b: F32) -> F32:
+    """a (M,K) @ b (K,N) -> (M,N); the packed SGEMM every conv and dense layer uses."""
+
+# --- convolution ----------------------------------------------------------------------------------------
+def conv2d_output_size(size: int, kernel: int, stride: int, padding: str) -> int:
+    """Output length along one axis: valid: (size - kernel) // stride + 1; same: ceil(size / stride)."""
+
+def conv2d_forward(
+    x: F32, w: F32, b: Optional[F32], stride_h: int = 1, stride_w: int = 1, padding: str = "valid",
+    relu: bool = False,
+) -> F32:
+    """x (N,H,W,C), w (R,S,C,K), b (K,) or None -> y (N,P,Q,K). relu=True applies max(0, .) after the bias.
+    padding "same" pads total max((P-1)*stride + R - H, 0) rows, floor(half) top and the rest bottom (Keras/TF)."""
+
+def conv2d_backward(
+    dy: F32, x: F32, w: F32, stride_h: int = 1, stride_w: int = 1, padding: str = "valid",
+    need_dx: bool = True, need_db: bool = True,
+) -> Tuple[Optional[F32], F32, Optional[F32]]:
+    """dy (N,P,Q,K), x (N,H,W,C), w (R,S,C,K) -> (dx (N,H,W,C) or None, dw (R,S,C,K), db (K,) or None).
+    dw and db are summed over the batch."""
+
+# --- pooling --------------------------------------------------------------------------------------------
+def maxpool2d_forward(
+    x: F32, pool_h: int, pool_w: int, stride_h: int, stride_w: int, padding: str = "valid"
+) -> Tuple[F32, I32]:
+    """x (N,H,W,C) -> (y (N,P,Q,C), argmax (N,P,Q,C) int32). argmax holds, per sample, the flat index
+    (h*W + w)*C + c of the chosen input. Ties: the first maximum in row-major window order wins.
+    Padded positions ("same") never win."""
+
+def maxpool2d_backward(dy: F32, argmax: I32, x_shape: Tuple[int, int, int, int]) -> F32:
+    """dy (N,P,Q,C), argmax (N,P,Q,C) -> dx of x_shape (N,H,W,C): each dy goes to its argmax (accumulated
+    where windows overlap)."""
+
+# --- activations ----------------------------------------------------------------------------------------
+def relu_forward(x: F32) -> F32: ...
+def relu_backward(dy: F32, y: F32) -> F32:
+    """dy * (y > 0), any shape (y is the ReLU output)."""
+
+def softmax_forward(x: F32) -> F32:
+    """x (N,M) -> softmax over the last axis, numerically stable."""
+
+def softmax_backward(dy: F32, y: F32) -> F32:
+    """dy (N,M), y = softmax output (N,M) -> dx = y * (dy - sum(dy*y, axis=1))."""
+
+# --- loss -----------------------------------------------------------------------------------------------
+def softmax_cross_entropy(
+    logits: F32, labels: np.ndarray, sample_weight: Optional[F32] = None
+) -> Tuple[float, F32, F32]:
+    """logits (N,M); labels int32 (N,) class indices or float32 (N,M) one-hot/probabilities;
+    sample_weight (N,) or None. Returns (loss, probs (N,M), dlogits (N,M)) with
+    loss = sum_i w_i * CE_i / N (Keras's sum-over-batch-size) and dlogits = w_i * (probs - onehot) / N.
+    A label outside [0, M) raises ValueError."""
+
+# --- dense ----------------------------------------------------------------------------------------------
+def dense_forward(x: F32, w: F32, b: Optional[F32], relu: bool = False) -> F32:
+    """x (N,K), w (K,M), b (M,) or None -> y (N,M)."""
+
+def dense_backward(
+    dy: F32, x: F32, w: F32, need_dx: bool = True, need_db: bool = True
+) -> Tuple[Optional[F32], F32, Optional[F32]]:
+    """dy (N,M), x (N,K), w (K,M) -> (dx (N,K) or None, dw (K,M), db (M,) or None)."""
+
+# --- dropout --------------------------------------------------------------------------------------------
+def dropout_forward(x: F32, rate: float, seed: int, step: int) -> F32:
+    """Inverted dropout, any shape: element i is kept iff u(seed, step, i) >= rate, kept values scaled by
+    1/(1-rate). u is a counter-based hash (splitmix64) of (seed, step, i): the mask does not depend on the
+    thread count. 0 <= rate < 1."""
+
+def dropout_backward(dy: F32, rate: float, seed: int, step: int) -> F32:
+    """The same mask (recomputed from seed, step) applied to dy."""
+
+# --- optimizers (in place) ------------------------------------------------------------------------------
+def sgd_update(
+    param: F32, grad: F32, velocity: Optional[F32], learning_rate: float, momentum: float = 0.0,
+    nesterov: bool = False,
+) -> None:
+    """Keras SGD. momentum 0: param -= lr*g. Else v = momentum*v - lr*g; param += v, or with nesterov
+    param += momentum*v - lr*g. velocity is required when momentum > 0."""
+
+def adam_update(
+    param: F32, grad: F32, m: F32, v: F32, learning_rate: float, beta_1: float = 0.9,
+    beta_2: float = 0.999, epsilon: float = 1e-7, step: int = 1,
+) -> None:
+    """Keras Adam, step t >= 1: alpha = lr*sqrt(1-b2^t)/(1-b1^t); m += (g-m)*(1-b1); v += (g*g-v)*(1-b2);
+    param -= alpha*m/(sqrt(v)+epsilon)."""
+
+# --- augmentation ---------------------------------------------------------------------------------------
+def affine_warp(x: F32, matrices: F32, fill_mode: str = "nearest", cval: float = 0.0) -> F32:
+    """x (N,H,W,C), matrices (N,2,3): for output pixel (row r, col c) sample the input at
+    (row, col) = A @ (r, c, 1) with bilinear interpolation; outside the image use fill_mode
+    "nearest" (clamp), "constant" (cval) or "reflect". -> (N,H,W,C)."""
+
+# --- normalization --------------------------------------------------------------------------------------
+def batchnorm_forward_train(x: F32, gamma: F32, beta: F32, epsilon: float) -> Tuple[F32, F32, F32]:
+    """x (..., C): statistics over all axes but the last. -> (y, batch_mean (C,), batch_var (C,)) with the
+    biased variance (Keras normalises with it and updates moving_variance with it too)."""
+
+def batchnorm_forward_infer(
+    x: F32, gamma: F32, beta: F32, moving_mean: F32, moving_var: F32, epsilon: float
+) -> F32: ...
+
+def batchnorm_backward(
+    dy: F32, x: F32, gamma: F32, batch_mean: F32, batch_var: F32, epsilon: float
+) -> Tuple[F32, F32, F32]:
+    """-> (dx like x, dgamma (C,), dbeta (C,))."""
+
+def global_avgpool_forward(x: F32) -> F32:
+    """x (N,H,W,C) -> (N,C)."""
+
+def global_avgpool_backward(dy: F32, x_shape: Tuple[int, int, int, int]) -> F32: ...
