@@ -116,7 +116,7 @@ def _stratified_split(by_class, class_names, fraction, seed):
     for label, name in enumerate(class_names):
         paths = by_class[name]
         order = rng.permutation(len(paths))
-        n_val = int(round(fraction * len(paths)))
+        n_val = round(fraction * len(paths))
         n_val = min(max(n_val, 1 if len(paths) >= 2 else 0), len(paths) - 1)
         held = set(order[:n_val].tolist())
         for i, p in enumerate(paths):
@@ -138,8 +138,8 @@ class LoadReport:
             return os.path.relpath(p, root) if root is not None else str(p)
 
         n_train, n_val = sum(self.counts["train"]), sum(self.counts["validation"])
-        lines = [f"Found {n_train + n_val} images in {len(self.class_names)} classes "
-                 f"(train {n_train}, validation {n_val}):"]
+        lines = [(f"Found {n_train + n_val} images in {len(self.class_names)} classes "
+                  f"(train {n_train}, validation {n_val}):")]
         for i, name in enumerate(self.class_names):
             lines.append(f"  {i}: {name:<20} train {self.counts['train'][i]:>6}  "
                          f"validation {self.counts['validation'][i]:>6}")
@@ -254,7 +254,7 @@ class BatchIterator:
         self.rng = np.random.default_rng(seed)
 
     def __len__(self):
-        return -(-len(self.x) // self.batch_size)
+        return (len(self.x) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
         n = len(self.x)

@@ -25,7 +25,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 PREPROCESSING_VERSION = 1
 HIGH_DEPTH_PERCENTILES = (0.1, 99.9)
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-_SCALE_8BIT = np.float32(1.0 / 255.0)
 _HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
 _TYPE_MAX = {"I": 2.0**31 - 1, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
 # Pillow registers these but needs external handlers or cannot decode pixels from them.
@@ -47,7 +46,7 @@ class DecodedImage:
     """One image after steps 1-3: `pixels` (H, W, 1 or 3), uint8 for 8-bit sources or float32 raw values
     for high-bit-depth ones, and the Pillow `mode` it came from."""
 
-    __slots__ = ("pixels", "mode")
+    __slots__ = ("mode", "pixels")
 
     def __init__(self, pixels, mode):
         self.pixels = pixels
@@ -132,7 +131,9 @@ def convert_channels(pixels, channels):
 
 def scale_8bit(pixels):
     """uint8 array -> float32 in [0, 1]; the one place the 1/255 rescale happens."""
-    return pixels.astype(np.float32) * _SCALE_8BIT
+    out = pixels.astype(np.float32)
+    out /= np.float32(255.0)
+    return out
 
 
 def high_depth_range(arrays):
