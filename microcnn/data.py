@@ -28,20 +28,20 @@ class DatasetError(Exception):
     """The folder cannot be used as a dataset; the message names the folder and what is wrong."""
 
 
-def _ignored(name):
+def is_ignored(name):
     return name.startswith(".") or name.lower() in _IGNORED_NAMES
 
 
 def _list_class_dirs(folder):
-    return sorted(p for p in Path(folder).iterdir() if p.is_dir() and not _ignored(p.name))
+    return sorted(p for p in Path(folder).iterdir() if p.is_dir() and not is_ignored(p.name))
 
 
 def _walk_files(folder):
     """All non-ignored files below folder, sorted, without entering ignored folders."""
     found = []
     for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not _ignored(d))
-        found.extend(Path(root) / f for f in sorted(files) if not _ignored(f))
+        dirs[:] = sorted(d for d in dirs if not is_ignored(d))
+        found.extend(Path(root) / f for f in sorted(files) if not is_ignored(f))
     return found
 
 
