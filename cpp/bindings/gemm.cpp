@@ -14,7 +14,7 @@ void bind_gemm(py::module_& m) {
         expect_nonempty(a, "a");
         expect_nonempty(b, "b");
         expect_dim(b, "b", 0, a.shape(1), "a.shape[1] (K)");
-        const long M = a.shape(0), K = a.shape(1), N = b.shape(1);
+        const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
         auto c = empty_f32({M, N});
         const float* pa = a.data();
         const float* pb = b.data();

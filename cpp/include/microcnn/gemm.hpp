@@ -8,10 +8,11 @@
 //
 // Loops (per thread): for each NC-wide column block of B, for each KC-deep slice, pack the B block (L3/L2),
 // for each MC-tall row block of A pack the A block (L2), then run the MR x NR register-tiled FMA micro-kernel
-// over it. Threads split M, N or (for small C with a long reduction) K; a K split reduces the per-thread
+// over it. Threads split M, N or (for small C with a int64_t reduction) K; a K split reduces the per-thread
 // partial results in thread order, so a result is reproducible for a given thread count. The ISA of the
 // micro-kernel (generic C++, AVX2/FMA, AVX-512) is chosen at run time.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -36,7 +37,7 @@ bool set_kernel_isa(const std::string& name);
 class PanelA {
  public:
   virtual ~PanelA() = default;
-  virtual void pack(float* dst, long i0, int mb, long p0, int kb, int mr) const = 0;
+  virtual void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const = 0;
 };
 
 // Copies B[p0:p0+kb, j0:j0+nb] into ceil(nb/nr) micro-panels, panel t at dst + t*kb*nr holding
@@ -44,30 +45,30 @@ class PanelA {
 class PanelB {
  public:
   virtual ~PanelB() = default;
-  virtual void pack(float* dst, long p0, int kb, long j0, int nb, int nr) const = 0;
+  virtual void pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const = 0;
 };
 
 // A[i, k] = data[i*row_stride + k*col_stride]: a row-major matrix (row_stride = lda, col_stride = 1) or the
 // transpose of one (row_stride = 1, col_stride = ld).
 class StridedA final : public PanelA {
  public:
-  StridedA(const float* data, long row_stride, long col_stride) : d_(data), rs_(row_stride), cs_(col_stride) {}
-  void pack(float* dst, long i0, int mb, long p0, int kb, int mr) const override;
+  StridedA(const float* data, int64_t row_stride, int64_t col_stride) : d_(data), rs_(row_stride), cs_(col_stride) {}
+  void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const override;
 
  private:
   const float* d_;
-  long rs_, cs_;
+  int64_t rs_, cs_;
 };
 
 // B[k, j] = data[k*row_stride + j*col_stride].
 class StridedB final : public PanelB {
  public:
-  StridedB(const float* data, long row_stride, long col_stride) : d_(data), rs_(row_stride), cs_(col_stride) {}
-  void pack(float* dst, long p0, int kb, long j0, int nb, int nr) const override;
+  StridedB(const float* data, int64_t row_stride, int64_t col_stride) : d_(data), rs_(row_stride), cs_(col_stride) {}
+  void pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const override;
 
  private:
   const float* d_;
-  long rs_, cs_;
+  int64_t rs_, cs_;
 };
 
 // --- GEMM --------------------------------------------------------------------------------------------
@@ -78,10 +79,10 @@ struct GemmEpilogue {
 
 // C (M,N) = [C +] A (M,K) @ B (K,N) [+ bias] [ReLU]. With accumulate the previous C is added before the
 // epilogue. Opens its own OpenMP parallel region: call it from serial code. M, N, K >= 1.
-void gemm(float* c, long ldc, const PanelA& a, const PanelB& b, long M, long N, long K,
+void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
           const GemmEpilogue& epilogue = {}, bool accumulate = false);
 
 // a (M,K) @ b (K,N) -> c (M,N), all row-major and contiguous; c is overwritten.
-void sgemm(float* c, const float* a, const float* b, long M, long N, long K);
+void sgemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K);
 
 }  // namespace microcnn

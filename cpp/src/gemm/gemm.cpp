@@ -75,10 +75,10 @@ bool set_kernel_isa(const std::string& name) {
 }
 
 // --- packing of strided operands -------------------------------------------------------------------------
-void StridedA::pack(float* dst, long i0, int mb, long p0, int kb, int mr) const {
+void StridedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const {
   for (int t = 0; t * mr < mb; ++t) {
-    float* d = dst + static_cast<long>(t) * kb * mr;
-    const long ib = i0 + static_cast<long>(t) * mr;
+    float* d = dst + static_cast<int64_t>(t) * kb * mr;
+    const int64_t ib = i0 + static_cast<int64_t>(t) * mr;
     const int rows = std::min(mr, mb - t * mr);
     if (rs_ == 1) {  // transposed operand: each k is a contiguous run of rows
       for (int k = 0; k < kb; ++k) {
@@ -97,10 +97,10 @@ void StridedA::pack(float* dst, long i0, int mb, long p0, int kb, int mr) const 
   }
 }
 
-void StridedB::pack(float* dst, long p0, int kb, long j0, int nb, int nr) const {
+void StridedB::pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const {
   for (int t = 0; t * nr < nb; ++t) {
-    float* d = dst + static_cast<long>(t) * kb * nr;
-    const long jb = j0 + static_cast<long>(t) * nr;
+    float* d = dst + static_cast<int64_t>(t) * kb * nr;
+    const int64_t jb = j0 + static_cast<int64_t>(t) * nr;
     const int cols = std::min(nr, nb - t * nr);
     if (cs_ == 1) {  // row-major operand: each k is a contiguous run of columns
       for (int k = 0; k < kb; ++k) {
@@ -122,8 +122,8 @@ void StridedB::pack(float* dst, long p0, int kb, long j0, int nb, int nr) const 
 // --- driver ----------------------------------------------------------------------------------------------
 namespace {
 
-long round_up(long x, long m) { return (x + m - 1) / m * m; }
-long ceil_div(long x, long m) { return (x + m - 1) / m; }
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
 // A 64-byte aligned scratch buffer that only grows; one per thread for the packed panels.
 class Scratch {
@@ -153,7 +153,7 @@ thread_local Scratch tl_a, tl_b, tl_edge;
 struct Problem {
   const gd::KernelInfo& ki;
   float* c;
-  long ldc;
+  int64_t ldc;
   const PanelA& a;
   const PanelB& b;
   const float* bias;
@@ -163,7 +163,7 @@ struct Problem {
 
 // Micro-kernels over one packed A block (mb rows) x one packed B block (nb columns) of the slice starting at
 // C(ic, jc). `last` marks the final K slice: only then are bias and ReLU applied.
-void run_tiles(const Problem& p, const float* abuf, const float* bbuf, long ic, int mb, long jc, int nb, int kb,
+void run_tiles(const Problem& p, const float* abuf, const float* bbuf, int64_t ic, int mb, int64_t jc, int nb, int kb,
                bool accumulate, bool last) {
   const gd::KernelInfo& ki = p.ki;
   const int mr = ki.mr, nr = ki.nr;
@@ -171,11 +171,11 @@ void run_tiles(const Problem& p, const float* abuf, const float* bbuf, long ic, 
   const bool relu = last && p.relu;
   for (int jr = 0; jr < nb; jr += nr) {
     const int nn = std::min(nr, nb - jr);
-    const float* bp = bbuf + static_cast<long>(jr / nr) * kb * nr;
+    const float* bp = bbuf + static_cast<int64_t>(jr / nr) * kb * nr;
     const float* bias_j = bias ? bias + jc + jr : nullptr;
     for (int ir = 0; ir < mb; ir += mr) {
       const int mm = std::min(mr, mb - ir);
-      const float* ap = abuf + static_cast<long>(ir / mr) * kb * mr;
+      const float* ap = abuf + static_cast<int64_t>(ir / mr) * kb * mr;
       float* ct = p.c + (ic + ir) * p.ldc + jc + jr;
       if (mm == mr && nn == nr) {
         ki.kernel(kb, ap, bp, ct, p.ldc, accumulate, bias_j, relu);
@@ -188,7 +188,7 @@ void run_tiles(const Problem& p, const float* abuf, const float* bbuf, long ic, 
           float v = edge[i * nr + j];
           if (accumulate) v += ct[i * p.ldc + j];
           if (bias_j) v += bias_j[j];
-          if (relu && !(v > 0.0f)) v = 0.0f;
+          if (relu && v < 0.0f) v = 0.0f;  // NaN stays NaN
           ct[i * p.ldc + j] = v;
         }
     }
@@ -196,16 +196,16 @@ void run_tiles(const Problem& p, const float* abuf, const float* bbuf, long ic, 
 }
 
 // C[i0:i1, j0:j1] over the reduction range [k0, k1), all in the calling thread.
-void gemm_range(const Problem& p, long i0, long i1, long j0, long j1, long k0, long k1) {
+void gemm_range(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t k0, int64_t k1) {
   const gd::KernelInfo& ki = p.ki;
-  for (long jc = j0; jc < j1; jc += ki.nc) {
-    const int nb = static_cast<int>(std::min<long>(ki.nc, j1 - jc));
-    for (long pc = k0; pc < k1; pc += ki.kc) {
-      const int kb = static_cast<int>(std::min<long>(ki.kc, k1 - pc));
+  for (int64_t jc = j0; jc < j1; jc += ki.nc) {
+    const int nb = static_cast<int>(std::min<int64_t>(ki.nc, j1 - jc));
+    for (int64_t pc = k0; pc < k1; pc += ki.kc) {
+      const int kb = static_cast<int>(std::min<int64_t>(ki.kc, k1 - pc));
       float* bbuf = tl_b.get(static_cast<size_t>(kb) * round_up(nb, ki.nr));
       p.b.pack(bbuf, pc, kb, jc, nb, ki.nr);
-      for (long ic = i0; ic < i1; ic += ki.mc) {
-        const int mb = static_cast<int>(std::min<long>(ki.mc, i1 - ic));
+      for (int64_t ic = i0; ic < i1; ic += ki.mc) {
+        const int mb = static_cast<int>(std::min<int64_t>(ki.mc, i1 - ic));
         float* abuf = tl_a.get(static_cast<size_t>(kb) * round_up(mb, ki.mr));
         p.a.pack(abuf, ic, mb, pc, kb, ki.mr);
         run_tiles(p, abuf, bbuf, ic, mb, jc, nb, kb, p.accumulate || pc != k0, pc + kb == k1);
@@ -224,28 +224,28 @@ int max_threads() {
 
 #ifdef MICROCNN_OPENMP
 // Threads take MC-row blocks of A; the B block of each (NC, KC) step is packed once, cooperatively.
-void gemm_split_m(const Problem& p, long M, long N, long K, int threads) {
+void gemm_split_m(const Problem& p, int64_t M, int64_t N, int64_t K, int threads) {
   const gd::KernelInfo& ki = p.ki;
-  const long mc = std::min<long>(ki.mc, round_up(ceil_div(M, threads), ki.mr));
-  const long row_blocks = ceil_div(M, mc);
-  const long nc_max = std::min<long>(ki.nc, N);
-  float* bbuf = tl_b.get(static_cast<size_t>(std::min<long>(ki.kc, K)) * round_up(nc_max, ki.nr));
+  const int64_t mc = std::min<int64_t>(ki.mc, round_up(ceil_div(M, threads), ki.mr));
+  const int64_t row_blocks = ceil_div(M, mc);
+  const int64_t nc_max = std::min<int64_t>(ki.nc, N);
+  float* bbuf = tl_b.get(static_cast<size_t>(std::min<int64_t>(ki.kc, K)) * round_up(nc_max, ki.nr));
 #pragma omp parallel num_threads(threads)
   {
     DenormalGuard guard;
-    for (long jc = 0; jc < N; jc += ki.nc) {
-      const int nb = static_cast<int>(std::min<long>(ki.nc, N - jc));
-      for (long pc = 0; pc < K; pc += ki.kc) {
-        const int kb = static_cast<int>(std::min<long>(ki.kc, K - pc));
-        const long panels = ceil_div(nb, ki.nr);
+    for (int64_t jc = 0; jc < N; jc += ki.nc) {
+      const int nb = static_cast<int>(std::min<int64_t>(ki.nc, N - jc));
+      for (int64_t pc = 0; pc < K; pc += ki.kc) {
+        const int kb = static_cast<int>(std::min<int64_t>(ki.kc, K - pc));
+        const int64_t panels = ceil_div(nb, ki.nr);
 #pragma omp for schedule(static)
-        for (long t = 0; t < panels; ++t)
-          p.b.pack(bbuf + t * kb * ki.nr, pc, kb, jc + t * ki.nr, static_cast<int>(std::min<long>(ki.nr, nb - t * ki.nr)),
+        for (int64_t t = 0; t < panels; ++t)
+          p.b.pack(bbuf + t * kb * ki.nr, pc, kb, jc + t * ki.nr, static_cast<int>(std::min<int64_t>(ki.nr, nb - t * ki.nr)),
                    ki.nr);
 #pragma omp for schedule(dynamic, 1)
-        for (long blk = 0; blk < row_blocks; ++blk) {
-          const long ic = blk * mc;
-          const int mb = static_cast<int>(std::min<long>(mc, M - ic));
+        for (int64_t blk = 0; blk < row_blocks; ++blk) {
+          const int64_t ic = blk * mc;
+          const int mb = static_cast<int>(std::min<int64_t>(mc, M - ic));
           float* abuf = tl_a.get(static_cast<size_t>(kb) * round_up(mb, ki.mr));
           p.a.pack(abuf, ic, mb, pc, kb, ki.mr);
           run_tiles(p, abuf, bbuf, ic, mb, jc, nb, kb, p.accumulate || pc != 0, pc + kb == K);
@@ -256,20 +256,20 @@ void gemm_split_m(const Problem& p, long M, long N, long K, int threads) {
 }
 
 // Threads take column chunks of C; each packs its own B (disjoint) and its own copy of the (small) A.
-void gemm_split_n(const Problem& p, long M, long N, long K, int threads) {
-  const long chunk = round_up(ceil_div(N, 4L * threads), p.ki.nr);
-  const long chunks = ceil_div(N, chunk);
+void gemm_split_n(const Problem& p, int64_t M, int64_t N, int64_t K, int threads) {
+  const int64_t chunk = round_up(ceil_div(N, int64_t{4} * threads), p.ki.nr);
+  const int64_t chunks = ceil_div(N, chunk);
 #pragma omp parallel num_threads(threads)
   {
     DenormalGuard guard;
 #pragma omp for schedule(dynamic, 1)
-    for (long t = 0; t < chunks; ++t) gemm_range(p, 0, M, t * chunk, std::min(N, (t + 1) * chunk), 0, K);
+    for (int64_t t = 0; t < chunks; ++t) gemm_range(p, 0, M, t * chunk, std::min(N, (t + 1) * chunk), 0, K);
   }
 }
 
-// Small C, long reduction: each thread reduces its own contiguous K range into a private C; the partial
+// Small C, int64_t reduction: each thread reduces its own contiguous K range into a private C; the partial
 // results are then summed in thread order (so a run is reproducible for a given thread count).
-void gemm_split_k(const Problem& p, long M, long N, long K, int threads) {
+void gemm_split_k(const Problem& p, int64_t M, int64_t N, int64_t K, int threads) {
   std::vector<float> partial(static_cast<size_t>(threads) * M * N);
   int team = 1;
 #pragma omp parallel num_threads(threads)
@@ -278,7 +278,7 @@ void gemm_split_k(const Problem& p, long M, long N, long K, int threads) {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
 #pragma omp single
     team = nt;
-    const long k0 = K * t / nt, k1 = K * (t + 1) / nt;
+    const int64_t k0 = K * t / nt, k1 = K * (t + 1) / nt;
     float* mine = partial.data() + static_cast<size_t>(t) * M * N;
     if (k1 > k0) {
       const Problem part{p.ki, mine, N, p.a, p.b, nullptr, false, false};
@@ -288,13 +288,13 @@ void gemm_split_k(const Problem& p, long M, long N, long K, int threads) {
     }
 #pragma omp barrier
 #pragma omp for schedule(static)
-    for (long i = 0; i < M; ++i) {
+    for (int64_t i = 0; i < M; ++i) {
       float* ci = p.c + i * p.ldc;
-      for (long j = 0; j < N; ++j) {
+      for (int64_t j = 0; j < N; ++j) {
         float v = p.accumulate ? ci[j] : 0.0f;
         for (int s = 0; s < team; ++s) v += partial[(static_cast<size_t>(s) * M + i) * N + j];
         if (p.bias) v += p.bias[j];
-        if (p.relu && !(v > 0.0f)) v = 0.0f;
+        if (p.relu && v < 0.0f) v = 0.0f;
         ci[j] = v;
       }
     }
@@ -304,7 +304,7 @@ void gemm_split_k(const Problem& p, long M, long N, long K, int threads) {
 
 }  // namespace
 
-void gemm(float* c, long ldc, const PanelA& a, const PanelB& b, long M, long N, long K, const GemmEpilogue& epilogue,
+void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K, const GemmEpilogue& epilogue,
           bool accumulate) {
   const gd::KernelInfo& ki = *g_kernel.load();
   const Problem p{ki, c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate};
@@ -312,9 +312,9 @@ void gemm(float* c, long ldc, const PanelA& a, const PanelB& b, long M, long N, 
   const double flops = 2.0 * M * N * K;
 #ifdef MICROCNN_OPENMP
   if (threads > 1 && flops >= 4e6) {
-    const bool small_c = M * N <= (1L << 20);
-    if (small_c && K >= 8 * std::max(M, N) && K >= 2L * ki.kc * threads) return gemm_split_k(p, M, N, K, threads);
-    if (M >= N || N < 2L * ki.nr * threads) return gemm_split_m(p, M, N, K, threads);
+    const bool small_c = M * N <= (int64_t{1} << 20);
+    if (small_c && K >= 8 * std::max(M, N) && K >= int64_t{2} * ki.kc * threads) return gemm_split_k(p, M, N, K, threads);
+    if (M >= N || N < int64_t{2} * ki.nr * threads) return gemm_split_m(p, M, N, K, threads);
     return gemm_split_n(p, M, N, K, threads);
   }
 #endif
@@ -322,7 +322,7 @@ void gemm(float* c, long ldc, const PanelA& a, const PanelB& b, long M, long N, 
   gemm_range(p, 0, M, 0, N, 0, K);
 }
 
-void sgemm(float* c, const float* a, const float* b, long M, long N, long K) {
+void sgemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K) {
   const StridedA pa(a, K, 1);
   const StridedB pb(b, N, 1);
   gemm(c, N, pa, pb, M, N, K);

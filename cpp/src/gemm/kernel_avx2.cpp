@@ -9,12 +9,12 @@ namespace {
 constexpr int MR = 6;
 constexpr int NR = 16;
 
-void kernel(long kc, const float* a, const float* b, float* c, long ldc, bool accumulate, const float* bias,
+void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, const float* bias,
             bool relu) {
   __m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
   for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
-  for (long k = 0; k < kc; ++k) {
+  for (int64_t k = 0; k < kc; ++k) {
     const __m256 b0 = _mm256_load_ps(b);
     const __m256 b1 = _mm256_load_ps(b + 8);
 #pragma GCC unroll 6
@@ -41,9 +41,9 @@ void kernel(long kc, const float* a, const float* b, float* c, long ldc, bool ac
       v0 = _mm256_add_ps(v0, bias0);
       v1 = _mm256_add_ps(v1, bias1);
     }
-    if (relu) {  // max_ps returns its second operand (0) for a NaN, like the generic kernel's !(v > 0)
-      v0 = _mm256_max_ps(v0, zero);
-      v1 = _mm256_max_ps(v1, zero);
+    if (relu) {  // max_ps returns its second operand for a NaN: NaN stays NaN, like std::max(v, 0.0f)
+      v0 = _mm256_max_ps(zero, v0);
+      v1 = _mm256_max_ps(zero, v1);
     }
     _mm256_storeu_ps(ci, v0);
     _mm256_storeu_ps(ci + 8, v1);

@@ -9,12 +9,12 @@ namespace {
 constexpr int MR = 12;
 constexpr int NR = 32;
 
-void kernel(long kc, const float* a, const float* b, float* c, long ldc, bool accumulate, const float* bias,
+void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, const float* bias,
             bool relu) {
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
-  for (long k = 0; k < kc; ++k) {
+  for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_load_ps(b);
     const __m512 b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 12
@@ -41,9 +41,9 @@ void kernel(long kc, const float* a, const float* b, float* c, long ldc, bool ac
       v0 = _mm512_add_ps(v0, bias0);
       v1 = _mm512_add_ps(v1, bias1);
     }
-    if (relu) {
-      v0 = _mm512_max_ps(v0, zero);
-      v1 = _mm512_max_ps(v1, zero);
+    if (relu) {  // max_ps returns its second operand for a NaN: NaN stays NaN, like std::max(v, 0.0f)
+      v0 = _mm512_max_ps(zero, v0);
+      v1 = _mm512_max_ps(zero, v1);
     }
     _mm512_storeu_ps(ci, v0);
     _mm512_storeu_ps(ci + 16, v1);

@@ -7,10 +7,10 @@ namespace {
 constexpr int MR = 4;
 constexpr int NR = 16;
 
-void kernel(long kc, const float* a, const float* b, float* c, long ldc, bool accumulate, const float* bias,
+void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, const float* bias,
             bool relu) {
   float acc[MR][NR] = {};
-  for (long k = 0; k < kc; ++k) {
+  for (int64_t k = 0; k < kc; ++k) {
     for (int i = 0; i < MR; ++i) {
       const float ai = a[i];
       for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
@@ -24,7 +24,7 @@ void kernel(long kc, const float* a, const float* b, float* c, long ldc, bool ac
       float v = acc[i][j];
       if (accumulate) v += ci[j];
       if (bias) v += bias[j];
-      if (relu && !(v > 0.0f)) v = 0.0f;
+      if (relu && v < 0.0f) v = 0.0f;  // NaN stays NaN
       ci[j] = v;
     }
   }

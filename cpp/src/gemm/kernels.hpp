@@ -7,7 +7,7 @@ namespace microcnn::gemm_detail {
 // c (MR,NR) tile, row stride ldc  =  [c +] a_panel (kc x MR, k-major) @ b_panel (kc x NR, k-major)
 //                                    [+ bias (NR,)] [ReLU].
 // Panels are 64-byte aligned (b_panel rows are NR floats); c may be unaligned.
-using MicroKernel = void (*)(long kc, const float* a, const float* b, float* c, long ldc, bool accumulate,
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate,
                              const float* bias, bool relu);
 
 struct KernelInfo {
