@@ -27,6 +27,13 @@ def has_openmp() -> bool: ...
 def kernel_isa() -> str:
     """The dispatched GEMM micro-kernel, e.g. "avx512", "avx2/fma" or "generic"."""
 
+def available_kernel_isas() -> list[str]:
+    """Micro-kernels this build and this CPU can run, "generic" first, best last."""
+
+def set_kernel_isa(name: str) -> None:
+    """Force a micro-kernel ("generic", "avx2", "avx512"), like MICROCNN_ISA at import; ValueError when the
+    CPU cannot run it. For tests and benchmarks; not while kernels run in other threads."""
+
 # --- GEMM -----------------------------------------------------------------------------------------------
 def sgemm(a: F32, b: F32) -> F32:
     """a (M,K) @ b (K,N) -> (M,N); the packed SGEMM every conv and dense layer uses."""

@@ -37,7 +37,9 @@ py::array_t<T> checked(const py::handle& obj, const char* name, int ndim, bool w
     type_error(std::string(name) + ": expected a numpy array, got " +
                py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
   auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<T>()))
+  // equal(), not is(): an unpickled array carries an equal but distinct dtype object; a byte-swapped one is
+  // not equal and is rejected (kernels read native floats).
+  if (!a.dtype().equal(py::dtype::of<T>()))
     type_error(std::string(name) + ": expected dtype " + py::str(py::dtype::of<T>()).cast<std::string>() +
                ", got " + dtype_str(a));
   if (ndim >= 0 && a.ndim() != ndim)

@@ -1,0 +1,105 @@
+// Argument checks shared by the core kernel bindings (conv, pool, activations, loss, dense, dropout, optim),
+// on top of common.hpp. The conv/pool geometry is validated here and nowhere else.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+
+#include "common.hpp"
+#include "microcnn/conv.hpp"
+
+namespace microcnn::bind {
+
+inline std::string num_str(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+// A float32 array, or nullopt for None.
+inline std::optional<py::array_t<float>> optional_f32(const py::handle& obj, const char* name, int ndim,
+                                                      bool writeable = false) {
+  if (obj.is_none()) return std::nullopt;
+  return f32(obj, name, ndim, writeable);
+}
+
+inline const float* data_or_null(const std::optional<py::array_t<float>>& a) { return a ? a->data() : nullptr; }
+
+inline std::string shape_str(const std::vector<py::ssize_t>& shape) {
+  std::ostringstream s;
+  s << "(";
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  if (shape.size() == 1) s << ",";
+  s << ")";
+  return s.str();
+}
+
+inline std::vector<py::ssize_t> shape_of(const py::array& a) {
+  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+}
+
+inline void expect_shape(const py::array& a, const char* name, const std::vector<py::ssize_t>& expected,
+                         const std::string& what) {
+  if (shape_of(a) != expected)
+    value_error(std::string(name) + ": expected shape " + shape_str(expected) + " (" + what + "), got " +
+                shape_str(a));
+}
+
+inline void expect_finite(double v, const char* name) {
+  if (!std::isfinite(v)) value_error(std::string(name) + ": expected a finite number, got " + num_str(v));
+}
+
+// lo <= v < hi (hi_inclusive: v <= hi); NaN fails.
+inline void expect_in_range(double v, const char* name, double lo, double hi, bool hi_inclusive) {
+  const bool ok = v >= lo && (hi_inclusive ? v <= hi : v < hi);
+  if (!ok)
+    value_error(std::string(name) + ": expected a value in [" + num_str(lo) + ", " + num_str(hi) +
+                (hi_inclusive ? "]" : ")") + ", got " + num_str(v));
+}
+
+inline void expect_stride(long long v, const char* name) {
+  if (v < 1) value_error(std::string(name) + ": expected a stride >= 1, got " + std::to_string(v));
+}
+
+inline Padding parse_padding(const std::string& padding) {
+  if (padding == "valid") return Padding::Valid;
+  if (padding == "same") return Padding::Same;
+  value_error("padding: expected \"valid\" or \"same\", got \"" + padding + "\"");
+}
+
+// Any integer-like object (int, numpy integer, anything with __index__) reduced mod 2^64; floats are a
+// TypeError. Used for seeds and counters, where only the bits matter.
+inline uint64_t index_mod64(const py::handle& obj, const char* name) {
+  PyObject* idx = PyNumber_Index(obj.ptr());
+  if (!idx) {
+    PyErr_Clear();
+    type_error(std::string(name) + ": expected an integer, got " +
+               py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+  }
+  const unsigned long long v = PyLong_AsUnsignedLongLongMask(idx);
+  Py_DECREF(idx);
+  return static_cast<uint64_t>(v);
+}
+
+// The geometry of a conv or pooling layer from validated sizes: strides >= 1, a known padding, and a kernel
+// no larger than the (padded) input. `kernel` names the argument that carries the kernel size in messages.
+inline ConvShape conv_geometry(py::ssize_t N, py::ssize_t H, py::ssize_t W, py::ssize_t C, py::ssize_t K,
+                               long long R, long long S, long long stride_h, long long stride_w,
+                               const std::string& padding, const char* kernel) {
+  if (R < 1 || S < 1)
+    value_error(std::string(kernel) + ": expected a kernel size >= 1, got " + std::to_string(R) + "x" +
+                std::to_string(S));
+  expect_stride(stride_h, "stride_h");
+  expect_stride(stride_w, "stride_w");
+  const Padding pad = parse_padding(padding);
+  // "same" always yields at least one output; "valid" needs the kernel to fit inside the input.
+  if (pad == Padding::Valid && (R > H || S > W))
+    value_error(std::string(kernel) + ": expected a kernel no larger than the input with padding \"valid\" (" +
+                std::to_string(H) + "x" + std::to_string(W) + "), got " + std::to_string(R) + "x" +
+                std::to_string(S));
+  return make_conv_shape(N, H, W, C, K, R, S, stride_h, stride_w, pad);
+}
+
+}  // namespace microcnn::bind

@@ -1,0 +1,88 @@
+// Bindings: dense (fully connected) layer.
+#include "common.hpp"
+#include "core_checks.hpp"
+#include "microcnn/dense.hpp"
+
+namespace microcnn::bind {
+
+namespace {
+
+using DenseForwardFn = void (*)(float*, const float*, const float*, const float*, int64_t, int64_t, int64_t, bool);
+using DenseBackwardFn = void (*)(float*, float*, float*, const float*, const float*, const float*, int64_t, int64_t,
+                                 int64_t);
+
+py::array_t<float> dense_forward(DenseForwardFn kernel, const py::handle& x_obj, const py::handle& w_obj,
+                                 const py::handle& b_obj, bool relu) {
+  auto x = f32(x_obj, "x", 2);
+  auto w = f32(w_obj, "w", 2);
+  auto b = optional_f32(b_obj, "b", 1);
+  expect_nonempty(x, "x");
+  expect_nonempty(w, "w");
+  expect_dim(w, "w", 0, x.shape(1), "in-features K = x.shape[1]");
+  if (b) expect_dim(*b, "b", 0, w.shape(1), "units M = w.shape[1]");
+  const int64_t N = x.shape(0), K = x.shape(1), M = w.shape(1);
+  auto y = empty_f32({N, M});
+  float* yp = y.mutable_data();
+  const float *xp = x.data(), *wp = w.data(), *bp = data_or_null(b);
+  {
+    py::gil_scoped_release release;
+    kernel(yp, xp, wp, bp, N, K, M, relu);
+  }
+  return y;
+}
+
+py::tuple dense_backward(DenseBackwardFn kernel, const py::handle& dy_obj, const py::handle& x_obj,
+                         const py::handle& w_obj, bool need_dx, bool need_db) {
+  auto dy = f32(dy_obj, "dy", 2);
+  auto x = f32(x_obj, "x", 2);
+  auto w = f32(w_obj, "w", 2);
+  expect_nonempty(x, "x");
+  expect_nonempty(w, "w");
+  expect_dim(w, "w", 0, x.shape(1), "in-features K = x.shape[1]");
+  const int64_t N = x.shape(0), K = x.shape(1), M = w.shape(1);
+  expect_shape(dy, "dy", {N, M}, "(N, M) from x and w");
+  py::object dx_obj = py::none(), db_obj = py::none();
+  float *dxp = nullptr, *dbp = nullptr;
+  if (need_dx) {
+    auto dx = empty_f32({N, K});
+    dxp = dx.mutable_data();
+    dx_obj = dx;
+  }
+  auto dw = empty_f32({K, M});
+  float* dwp = dw.mutable_data();
+  if (need_db) {
+    auto db = empty_f32({M});
+    dbp = db.mutable_data();
+    db_obj = db;
+  }
+  const float *dyp = dy.data(), *xp = x.data(), *wp = w.data();
+  {
+    py::gil_scoped_release release;
+    kernel(dxp, dwp, dbp, dyp, xp, wp, N, K, M);
+  }
+  return py::make_tuple(dx_obj, dw, db_obj);
+}
+
+void def_dense(py::module_& m, DenseForwardFn forward, DenseBackwardFn backward) {
+  m.def(
+      "dense_forward",
+      [forward](py::handle x, py::handle w, py::handle b, bool relu) { return dense_forward(forward, x, w, b, relu); },
+      py::arg("x"), py::arg("w"), py::arg("b").none(true), py::arg("relu") = false,
+      "x (N,K), w (K,M), b (M,) or None -> y (N,M).");
+  m.def(
+      "dense_backward",
+      [backward](py::handle dy, py::handle x, py::handle w, bool need_dx, bool need_db) {
+        return dense_backward(backward, dy, x, w, need_dx, need_db);
+      },
+      py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("need_dx") = true, py::arg("need_db") = true,
+      "dy (N,M), x (N,K), w (K,M) -> (dx (N,K) or None, dw (K,M), db (M,) or None).");
+}
+
+}  // namespace
+
+void bind_core_dense(py::module_& m, py::module_& reference) {
+  def_dense(m, &microcnn::dense_forward, &microcnn::dense_backward);
+  def_dense(reference, &microcnn::reference::dense_forward, &microcnn::reference::dense_backward);
+}
+
+}  // namespace microcnn::bind

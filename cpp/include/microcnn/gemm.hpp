@@ -1,0 +1,88 @@
+// Packed single-precision GEMM in the BLIS structure, shared by the convolution and dense kernels.
+//
+// Legend: C (M,N) = A (M,K) @ B (K,N). Row-major C with row stride ldc.
+//
+// A and B are not plain pointers but panel sources: objects that copy a block of the operand into the packed
+// layout the micro-kernel reads. A strided matrix is one such source; a convolution supplies another that
+// gathers its im2col rows straight into the panel, so no im2col buffer is ever materialised.
+//
+// Loops (per thread): for each NC-wide column block of B, for each KC-deep slice, pack the B block (L3/L2),
+// for each MC-tall row block of A pack the A block (L2), then run the MR x NR register-tiled FMA micro-kernel
+// over it. Threads split M, N or (for small C with a int64_t reduction) K; a K split reduces the per-thread
+// partial results in thread order, so a result is reproducible for a given thread count. The ISA of the
+// micro-kernel (generic C++, AVX2/FMA, AVX-512) is chosen at run time.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace microcnn {
+
+// --- ISA dispatch ------------------------------------------------------------------------------------
+enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
+
+// The micro-kernel in use: "avx512", "avx2/fma" or "generic". The best the CPU supports, lowered by the
+// environment variable MICROCNN_ISA=generic|avx2|avx512 at load time or by set_kernel_isa.
+const char* kernel_isa_name();
+Isa kernel_isa();
+// Names of the micro-kernels this build and this CPU can run, best last.
+std::vector<std::string> available_kernel_isas();
+// Selects a micro-kernel by name ("generic", "avx2" / "avx2/fma", "avx512"); false when unknown or unavailable.
+// Not meant to be called while kernels run in other threads.
+bool set_kernel_isa(const std::string& name);
+
+// --- panel sources -----------------------------------------------------------------------------------
+// Copies A[i0:i0+mb, p0:p0+kb] into ceil(mb/mr) micro-panels, panel t at dst + t*kb*mr holding
+// dst[t*kb*mr + k*mr + i] = A[i0 + t*mr + i, p0 + k]; rows at or past mb are zero.
+class PanelA {
+ public:
+  virtual ~PanelA() = default;
+  virtual void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const = 0;
+};
+
+// Copies B[p0:p0+kb, j0:j0+nb] into ceil(nb/nr) micro-panels, panel t at dst + t*kb*nr holding
+// dst[t*kb*nr + k*nr + j] = B[p0 + k, j0 + t*nr + j]; columns at or past nb are zero.
+class PanelB {
+ public:
+  virtual ~PanelB() = default;
+  virtual void pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const = 0;
+};
+
+// A[i, k] = data[i*row_stride + k*col_stride]: a row-major matrix (row_stride = lda, col_stride = 1) or the
+// transpose of one (row_stride = 1, col_stride = ld).
+class StridedA final : public PanelA {
+ public:
+  StridedA(const float* data, int64_t row_stride, int64_t col_stride) : d_(data), rs_(row_stride), cs_(col_stride) {}
+  void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const override;
+
+ private:
+  const float* d_;
+  int64_t rs_, cs_;
+};
+
+// B[k, j] = data[k*row_stride + j*col_stride].
+class StridedB final : public PanelB {
+ public:
+  StridedB(const float* data, int64_t row_stride, int64_t col_stride) : d_(data), rs_(row_stride), cs_(col_stride) {}
+  void pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const override;
+
+ private:
+  const float* d_;
+  int64_t rs_, cs_;
+};
+
+// --- GEMM --------------------------------------------------------------------------------------------
+struct GemmEpilogue {
+  const float* bias = nullptr;  // (N,) added to every row, or null
+  bool relu = false;            // max(0, .) after the bias
+};
+
+// C (M,N) = [C +] A (M,K) @ B (K,N) [+ bias] [ReLU]. With accumulate the previous C is added before the
+// epilogue. Opens its own OpenMP parallel region: call it from serial code. M, N, K >= 1.
+void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
+          const GemmEpilogue& epilogue = {}, bool accumulate = false);
+
+// a (M,K) @ b (K,N) -> c (M,N), all row-major and contiguous; c is overwritten.
+void sgemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K);
+
+}  // namespace microcnn

@@ -1,0 +1,73 @@
+// ReLU and softmax. Memory-bound; element-wise loops split statically (no reductions across threads).
+#include "microcnn/activations.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "microcnn/threads.hpp"
+
+namespace microcnn {
+
+namespace {
+// Below this many elements the OpenMP fork costs more than the loop.
+constexpr int64_t kParallelMin = 1 << 15;
+}  // namespace
+
+// x (n) -> y (n)
+void relu_forward(float* y, const float* x, int64_t n) {
+#pragma omp parallel if (n >= kParallelMin)
+  {
+    DenormalGuard guard;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  }
+}
+
+// dy (n), y (n) -> dx (n)
+void relu_backward(float* dx, const float* dy, const float* y, int64_t n) {
+#pragma omp parallel if (n >= kParallelMin)
+  {
+    DenormalGuard guard;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  }
+}
+
+// x (N,M) -> y (N,M)
+void softmax_forward(float* y, const float* x, int64_t N, int64_t M) {
+#pragma omp parallel if (N * M >= kParallelMin)
+  {
+    DenormalGuard guard;
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const float* xn = x + n * M;
+      float* yn = y + n * M;
+      const float mx = *std::max_element(xn, xn + M);
+      float sum = 0.0f;
+      for (int64_t m = 0; m < M; ++m) {
+        yn[m] = std::exp(xn[m] - mx);
+        sum += yn[m];
+      }
+      const float inv = 1.0f / sum;
+      for (int64_t m = 0; m < M; ++m) yn[m] *= inv;
+    }
+  }
+}
+
+// dy (N,M), y (N,M) -> dx (N,M)
+void softmax_backward(float* dx, const float* dy, const float* y, int64_t N, int64_t M) {
+#pragma omp parallel if (N * M >= kParallelMin)
+  {
+    DenormalGuard guard;
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const float* g = dy + n * M;
+      const float* yn = y + n * M;
+      float dot = 0.0f;
+      for (int64_t m = 0; m < M; ++m) dot += g[m] * yn[m];
+      for (int64_t m = 0; m < M; ++m) dx[n * M + m] = yn[m] * (g[m] - dot);
+    }
+  }
+}
+
+}  // namespace microcnn

@@ -1,0 +1,82 @@
+// Production convolution: implicit GEMM on the packed SGEMM (conv_gemm.hpp gathers the im2col rows straight
+// into the GEMM panels). forward: y = im2col(x) @ w (+ bias, ReLU in the epilogue); backward-data:
+// dx = im2col_transposed_conv(dy) @ w laid out (R,S,K,C); backward-weights: [dw; db] = [im2col(x) | 1]^T @ dy.
+#include "microcnn/conv.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "conv_gemm.hpp"
+#include "microcnn/gemm.hpp"
+
+namespace microcnn {
+
+int64_t conv2d_output_size(int64_t size, int64_t kernel, int64_t stride, Padding padding) {
+  if (padding == Padding::Same) return (size + stride - 1) / stride;
+  return (size - kernel) / stride + 1;
+}
+
+int64_t conv2d_pad_before(int64_t size, int64_t kernel, int64_t stride, Padding padding) {
+  if (padding == Padding::Valid) return 0;
+  const int64_t out = conv2d_output_size(size, kernel, stride, padding);
+  const int64_t total = std::max<int64_t>((out - 1) * stride + kernel - size, 0);
+  return total / 2;  // the odd extra row/column goes after the input, as in Keras/TF
+}
+
+ConvShape make_conv_shape(int64_t N, int64_t H, int64_t W, int64_t C, int64_t K, int64_t R, int64_t S,
+                          int64_t stride_h, int64_t stride_w, Padding padding) {
+  ConvShape s{};
+  s.N = N;
+  s.H = H;
+  s.W = W;
+  s.C = C;
+  s.K = K;
+  s.R = R;
+  s.S = S;
+  s.stride_h = stride_h;
+  s.stride_w = stride_w;
+  s.pad_top = conv2d_pad_before(H, R, stride_h, padding);
+  s.pad_left = conv2d_pad_before(W, S, stride_w, padding);
+  s.P = conv2d_output_size(H, R, stride_h, padding);
+  s.Q = conv2d_output_size(W, S, stride_w, padding);
+  return s;
+}
+
+// x (N,H,W,C), w (R,S,C,K), b (K) or nullptr -> y (N,P,Q,K)
+void conv2d_forward(float* y, const float* x, const float* w, const float* b, const ConvShape& s, bool relu) {
+  const conv_gemm::Im2colA a(conv_gemm::forward_im2col(x, s));
+  const StridedB b_w(w, s.K, 1);  // w as (R*S*C, K)
+  gemm(y, s.K, a, b_w, s.N * s.P * s.Q, s.K, s.R * s.S * s.C, GemmEpilogue{b, relu});
+}
+
+// dy (N,P,Q,K), x (N,H,W,C), w (R,S,C,K) -> dx (N,H,W,C) or nullptr, dw (R,S,C,K), db (K) or nullptr
+void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
+                     const ConvShape& s) {
+  const int64_t taps = s.R * s.S * s.C, pixels = s.N * s.P * s.Q;
+  // dw (taps, K) and db (K) from one GEMM: a row of ones under the transposed im2col sums dy over pixels.
+  // The GEMM splits the long pixel reduction over threads and adds the partial sums in thread order.
+  {
+    const conv_gemm::Im2colTransposedA a(conv_gemm::forward_im2col(x, s), db != nullptr);
+    const StridedB b_dy(dy, s.K, 1);
+    if (db) {
+      std::vector<float> dwb(static_cast<size_t>(taps + 1) * s.K);
+      gemm(dwb.data(), s.K, a, b_dy, taps + 1, s.K, pixels);
+      std::copy(dwb.begin(), dwb.begin() + taps * s.K, dw);
+      std::copy(dwb.begin() + taps * s.K, dwb.end(), db);
+    } else {
+      gemm(dw, s.K, a, b_dy, taps, s.K, pixels);
+    }
+  }
+  if (dx) {
+    // w (R,S,C,K) -> (R,S,K,C): the GEMM's B is then row-major (R*S*K, C).
+    std::vector<float> wt(static_cast<size_t>(taps) * s.K);
+    for (int64_t rs = 0; rs < s.R * s.S; ++rs)
+      for (int64_t c = 0; c < s.C; ++c)
+        for (int64_t k = 0; k < s.K; ++k) wt[(rs * s.K + k) * s.C + c] = w[(rs * s.C + c) * s.K + k];
+    const conv_gemm::Im2colA a(conv_gemm::backward_data_im2col(dy, s));
+    const StridedB b_wt(wt.data(), s.C, 1);
+    gemm(dx, s.C, a, b_wt, s.N * s.H * s.W, s.C, s.R * s.S * s.K);
+  }
+}
+
+}  // namespace microcnn

@@ -1,0 +1,66 @@
+// Internal: convolution as implicit GEMM. Panel sources that gather im2col rows (or their transpose) straight
+// into the packed GEMM panels, so the im2col matrix never exists in memory.
+#pragma once
+#include <cstdint>
+
+#include "microcnn/conv.hpp"
+#include "microcnn/gemm.hpp"
+
+namespace microcnn::conv_gemm {
+
+// The im2col matrix of a convolution, as a GEMM A operand: row i = an output pixel (n, ho, wo), column
+// (r, s, ch) = src[n, hs, ws, ch], zero where the tap falls outside src.
+//   forward:       src = x (N,H,W,C), rows = y pixels (N,P,Q), hs = ho*stride - pad + r.
+//   backward-data: src = dy (N,P,Q,K), rows = x pixels (N,H,W), hs = (ho + pad - r) / stride when that
+//                  divides exactly (else zero): dx = this @ w laid out (R,S,K,C).
+struct Im2col {
+  const float* src;
+  int64_t N, Hs, Ws, Cs;  // source tensor
+  int64_t Ho, Wo;         // row pixels per sample
+  int64_t R, S;
+  int64_t stride_h, stride_w, pad_top, pad_left;
+  bool transposed_conv;  // backward-data mapping
+
+  // Pointer to the Cs channels of tap (r, s) for row pixel (n, ho, wo), or nullptr for a zero tap.
+  const float* tap(int64_t n, int64_t ho, int64_t wo, int64_t r, int64_t s) const {
+    int64_t hs, ws;
+    if (!transposed_conv) {
+      hs = ho * stride_h - pad_top + r;
+      ws = wo * stride_w - pad_left + s;
+    } else {
+      const int64_t th = ho + pad_top - r, tw = wo + pad_left - s;
+      if (th < 0 || tw < 0 || th % stride_h || tw % stride_w) return nullptr;
+      hs = th / stride_h;
+      ws = tw / stride_w;
+    }
+    if (hs < 0 || hs >= Hs || ws < 0 || ws >= Ws) return nullptr;
+    return src + ((n * Hs + hs) * Ws + ws) * Cs;
+  }
+};
+
+Im2col forward_im2col(const float* x, const ConvShape& s);
+Im2col backward_data_im2col(const float* dy, const ConvShape& s);
+
+// A = the im2col matrix (rows = output pixels, columns = R*S*Cs).
+class Im2colA final : public PanelA {
+ public:
+  explicit Im2colA(const Im2col& g) : g_(g) {}
+  void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const override;
+
+ private:
+  Im2col g_;
+};
+
+// A = the transposed im2col matrix (rows = R*S*Cs taps, then optionally one row of ones so that the same GEMM
+// also sums the other operand over pixels; columns = pixels).
+class Im2colTransposedA final : public PanelA {
+ public:
+  Im2colTransposedA(const Im2col& g, bool ones_row) : g_(g), ones_row_(ones_row) {}
+  void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const override;
+
+ private:
+  Im2col g_;
+  bool ones_row_;
+};
+
+}  // namespace microcnn::conv_gemm

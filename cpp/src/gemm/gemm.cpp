@@ -1,0 +1,331 @@
+// The GEMM driver: run-time ISA dispatch, packing of strided operands, cache blocking and the thread split.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+#include "kernels.hpp"
+#include "microcnn/gemm.hpp"
+#include "microcnn/threads.hpp"
+
+#ifdef MICROCNN_OPENMP
+#include <omp.h>
+#endif
+
+namespace microcnn {
+namespace gd = gemm_detail;
+
+// --- dispatch --------------------------------------------------------------------------------------------
+namespace {
+
+bool cpu_has(Isa isa) {
+#ifdef MICROCNN_X86
+  // __builtin_cpu_supports also checks that the OS saves the wide registers (XCR0).
+  if (isa == Isa::avx512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  if (isa == Isa::avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+  return isa == Isa::generic;
+}
+
+const gd::KernelInfo& info_for(Isa isa) {
+#ifdef MICROCNN_X86
+  if (isa == Isa::avx512) return gd::avx512_kernel();
+  if (isa == Isa::avx2) return gd::avx2_kernel();
+#endif
+  return gd::generic_kernel();
+}
+
+bool parse_isa(const std::string& name, Isa* out) {
+  if (name == "generic") *out = Isa::generic;
+  else if (name == "avx2" || name == "avx2/fma") *out = Isa::avx2;
+  else if (name == "avx512") *out = Isa::avx512;
+  else return false;
+  return true;
+}
+
+// The best ISA this CPU runs, lowered (never raised) by MICROCNN_ISA.
+const gd::KernelInfo* initial_kernel() {
+  Isa best = cpu_has(Isa::avx512) ? Isa::avx512 : cpu_has(Isa::avx2) ? Isa::avx2 : Isa::generic;
+  Isa wanted;
+  const char* env = std::getenv("MICROCNN_ISA");
+  if (env && parse_isa(env, &wanted) && static_cast<int>(wanted) < static_cast<int>(best)) best = wanted;
+  return &info_for(best);
+}
+
+std::atomic<const gd::KernelInfo*> g_kernel{initial_kernel()};
+
+}  // namespace
+
+const char* kernel_isa_name() { return g_kernel.load()->name; }
+Isa kernel_isa() { return g_kernel.load()->isa; }
+
+std::vector<std::string> available_kernel_isas() {
+  std::vector<std::string> names;
+  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512})
+    if (cpu_has(isa)) names.push_back(info_for(isa).name);
+  return names;
+}
+
+bool set_kernel_isa(const std::string& name) {
+  Isa isa;
+  if (!parse_isa(name, &isa) || !cpu_has(isa)) return false;
+  g_kernel.store(&info_for(isa));
+  return true;
+}
+
+// --- packing of strided operands -------------------------------------------------------------------------
+void StridedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const {
+  for (int t = 0; t * mr < mb; ++t) {
+    float* d = dst + static_cast<int64_t>(t) * kb * mr;
+    const int64_t ib = i0 + static_cast<int64_t>(t) * mr;
+    const int rows = std::min(mr, mb - t * mr);
+    if (rs_ == 1) {  // transposed operand: each k is a contiguous run of rows
+      for (int k = 0; k < kb; ++k) {
+        const float* src = d_ + (p0 + k) * cs_ + ib;
+        for (int i = 0; i < rows; ++i) d[k * mr + i] = src[i];
+        for (int i = rows; i < mr; ++i) d[k * mr + i] = 0.0f;
+      }
+    } else {
+      for (int i = 0; i < rows; ++i) {
+        const float* src = d_ + (ib + i) * rs_ + p0 * cs_;
+        for (int k = 0; k < kb; ++k) d[k * mr + i] = src[k * cs_];
+      }
+      for (int i = rows; i < mr; ++i)
+        for (int k = 0; k < kb; ++k) d[k * mr + i] = 0.0f;
+    }
+  }
+}
+
+void StridedB::pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const {
+  for (int t = 0; t * nr < nb; ++t) {
+    float* d = dst + static_cast<int64_t>(t) * kb * nr;
+    const int64_t jb = j0 + static_cast<int64_t>(t) * nr;
+    const int cols = std::min(nr, nb - t * nr);
+    if (cs_ == 1) {  // row-major operand: each k is a contiguous run of columns
+      for (int k = 0; k < kb; ++k) {
+        const float* src = d_ + (p0 + k) * rs_ + jb;
+        for (int j = 0; j < cols; ++j) d[k * nr + j] = src[j];
+        for (int j = cols; j < nr; ++j) d[k * nr + j] = 0.0f;
+      }
+    } else {
+      for (int j = 0; j < cols; ++j) {
+        const float* src = d_ + (jb + j) * cs_ + p0 * rs_;
+        for (int k = 0; k < kb; ++k) d[k * nr + j] = src[k * rs_];
+      }
+      for (int j = cols; j < nr; ++j)
+        for (int k = 0; k < kb; ++k) d[k * nr + j] = 0.0f;
+    }
+  }
+}
+
+// --- driver ----------------------------------------------------------------------------------------------
+namespace {
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+// A 64-byte aligned scratch buffer that only grows; one per thread for the packed panels.
+class Scratch {
+ public:
+  ~Scratch() { release(); }
+  float* get(size_t n) {
+    if (n > size_) {
+      release();
+      data_ = static_cast<float*>(::operator new(n * sizeof(float), std::align_val_t(64)));
+      size_ = n;
+    }
+    return data_;
+  }
+
+ private:
+  void release() {
+    if (data_) ::operator delete(data_, std::align_val_t(64));
+    data_ = nullptr;
+    size_ = 0;
+  }
+  float* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+thread_local Scratch tl_a, tl_b, tl_edge;
+
+struct Problem {
+  const gd::KernelInfo& ki;
+  float* c;
+  int64_t ldc;
+  const PanelA& a;
+  const PanelB& b;
+  const float* bias;
+  bool relu;
+  bool accumulate;
+};
+
+// Micro-kernels over one packed A block (mb rows) x one packed B block (nb columns) of the slice starting at
+// C(ic, jc). `last` marks the final K slice: only then are bias and ReLU applied.
+void run_tiles(const Problem& p, const float* abuf, const float* bbuf, int64_t ic, int mb, int64_t jc, int nb, int kb,
+               bool accumulate, bool last) {
+  const gd::KernelInfo& ki = p.ki;
+  const int mr = ki.mr, nr = ki.nr;
+  const float* bias = last ? p.bias : nullptr;
+  const bool relu = last && p.relu;
+  for (int jr = 0; jr < nb; jr += nr) {
+    const int nn = std::min(nr, nb - jr);
+    const float* bp = bbuf + static_cast<int64_t>(jr / nr) * kb * nr;
+    const float* bias_j = bias ? bias + jc + jr : nullptr;
+    for (int ir = 0; ir < mb; ir += mr) {
+      const int mm = std::min(mr, mb - ir);
+      const float* ap = abuf + static_cast<int64_t>(ir / mr) * kb * mr;
+      float* ct = p.c + (ic + ir) * p.ldc + jc + jr;
+      if (mm == mr && nn == nr) {
+        ki.kernel(kb, ap, bp, ct, p.ldc, accumulate, bias_j, relu);
+        continue;
+      }
+      float* edge = tl_edge.get(static_cast<size_t>(mr) * nr);
+      ki.kernel(kb, ap, bp, edge, nr, false, nullptr, false);
+      for (int i = 0; i < mm; ++i)
+        for (int j = 0; j < nn; ++j) {
+          float v = edge[i * nr + j];
+          if (accumulate) v += ct[i * p.ldc + j];
+          if (bias_j) v += bias_j[j];
+          if (relu && v < 0.0f) v = 0.0f;  // NaN stays NaN
+          ct[i * p.ldc + j] = v;
+        }
+    }
+  }
+}
+
+// C[i0:i1, j0:j1] over the reduction range [k0, k1), all in the calling thread.
+void gemm_range(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t k0, int64_t k1) {
+  const gd::KernelInfo& ki = p.ki;
+  for (int64_t jc = j0; jc < j1; jc += ki.nc) {
+    const int nb = static_cast<int>(std::min<int64_t>(ki.nc, j1 - jc));
+    for (int64_t pc = k0; pc < k1; pc += ki.kc) {
+      const int kb = static_cast<int>(std::min<int64_t>(ki.kc, k1 - pc));
+      float* bbuf = tl_b.get(static_cast<size_t>(kb) * round_up(nb, ki.nr));
+      p.b.pack(bbuf, pc, kb, jc, nb, ki.nr);
+      for (int64_t ic = i0; ic < i1; ic += ki.mc) {
+        const int mb = static_cast<int>(std::min<int64_t>(ki.mc, i1 - ic));
+        float* abuf = tl_a.get(static_cast<size_t>(kb) * round_up(mb, ki.mr));
+        p.a.pack(abuf, ic, mb, pc, kb, ki.mr);
+        run_tiles(p, abuf, bbuf, ic, mb, jc, nb, kb, p.accumulate || pc != k0, pc + kb == k1);
+      }
+    }
+  }
+}
+
+int max_threads() {
+#ifdef MICROCNN_OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+#ifdef MICROCNN_OPENMP
+// Threads take MC-row blocks of A; the B block of each (NC, KC) step is packed once, cooperatively.
+void gemm_split_m(const Problem& p, int64_t M, int64_t N, int64_t K, int threads) {
+  const gd::KernelInfo& ki = p.ki;
+  const int64_t mc = std::min<int64_t>(ki.mc, round_up(ceil_div(M, threads), ki.mr));
+  const int64_t row_blocks = ceil_div(M, mc);
+  const int64_t nc_max = std::min<int64_t>(ki.nc, N);
+  float* bbuf = tl_b.get(static_cast<size_t>(std::min<int64_t>(ki.kc, K)) * round_up(nc_max, ki.nr));
+#pragma omp parallel num_threads(threads)
+  {
+    DenormalGuard guard;
+    for (int64_t jc = 0; jc < N; jc += ki.nc) {
+      const int nb = static_cast<int>(std::min<int64_t>(ki.nc, N - jc));
+      for (int64_t pc = 0; pc < K; pc += ki.kc) {
+        const int kb = static_cast<int>(std::min<int64_t>(ki.kc, K - pc));
+        const int64_t panels = ceil_div(nb, ki.nr);
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < panels; ++t)
+          p.b.pack(bbuf + t * kb * ki.nr, pc, kb, jc + t * ki.nr, static_cast<int>(std::min<int64_t>(ki.nr, nb - t * ki.nr)),
+                   ki.nr);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t blk = 0; blk < row_blocks; ++blk) {
+          const int64_t ic = blk * mc;
+          const int mb = static_cast<int>(std::min<int64_t>(mc, M - ic));
+          float* abuf = tl_a.get(static_cast<size_t>(kb) * round_up(mb, ki.mr));
+          p.a.pack(abuf, ic, mb, pc, kb, ki.mr);
+          run_tiles(p, abuf, bbuf, ic, mb, jc, nb, kb, p.accumulate || pc != 0, pc + kb == K);
+        }
+      }
+    }
+  }
+}
+
+// Threads take column chunks of C; each packs its own B (disjoint) and its own copy of the (small) A.
+void gemm_split_n(const Problem& p, int64_t M, int64_t N, int64_t K, int threads) {
+  const int64_t chunk = round_up(ceil_div(N, int64_t{4} * threads), p.ki.nr);
+  const int64_t chunks = ceil_div(N, chunk);
+#pragma omp parallel num_threads(threads)
+  {
+    DenormalGuard guard;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < chunks; ++t) gemm_range(p, 0, M, t * chunk, std::min(N, (t + 1) * chunk), 0, K);
+  }
+}
+
+// Small C, int64_t reduction: each thread reduces its own contiguous K range into a private C; the partial
+// results are then summed in thread order (so a run is reproducible for a given thread count).
+void gemm_split_k(const Problem& p, int64_t M, int64_t N, int64_t K, int threads) {
+  std::vector<float> partial(static_cast<size_t>(threads) * M * N);
+  int team = 1;
+#pragma omp parallel num_threads(threads)
+  {
+    DenormalGuard guard;
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#pragma omp single
+    team = nt;
+    const int64_t k0 = K * t / nt, k1 = K * (t + 1) / nt;
+    float* mine = partial.data() + static_cast<size_t>(t) * M * N;
+    if (k1 > k0) {
+      const Problem part{p.ki, mine, N, p.a, p.b, nullptr, false, false};
+      gemm_range(part, 0, M, 0, N, k0, k1);
+    } else {
+      std::fill(mine, mine + M * N, 0.0f);
+    }
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < M; ++i) {
+      float* ci = p.c + i * p.ldc;
+      for (int64_t j = 0; j < N; ++j) {
+        float v = p.accumulate ? ci[j] : 0.0f;
+        for (int s = 0; s < team; ++s) v += partial[(static_cast<size_t>(s) * M + i) * N + j];
+        if (p.bias) v += p.bias[j];
+        if (p.relu && v < 0.0f) v = 0.0f;
+        ci[j] = v;
+      }
+    }
+  }
+}
+#endif
+
+}  // namespace
+
+void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K, const GemmEpilogue& epilogue,
+          bool accumulate) {
+  const gd::KernelInfo& ki = *g_kernel.load();
+  const Problem p{ki, c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate};
+  const int threads = max_threads();
+  const double flops = 2.0 * M * N * K;
+#ifdef MICROCNN_OPENMP
+  if (threads > 1 && flops >= 4e6) {
+    const bool small_c = M * N <= (int64_t{1} << 20);
+    if (small_c && K >= 8 * std::max(M, N) && K >= int64_t{2} * ki.kc * threads) return gemm_split_k(p, M, N, K, threads);
+    if (M >= N || N < int64_t{2} * ki.nr * threads) return gemm_split_m(p, M, N, K, threads);
+    return gemm_split_n(p, M, N, K, threads);
+  }
+#endif
+  DenormalGuard guard;
+  gemm_range(p, 0, M, 0, N, 0, K);
+}
+
+void sgemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K) {
+  const StridedA pa(a, K, 1);
+  const StridedB pb(b, N, 1);
+  gemm(c, N, pa, pb, M, N, K);
+}
+
+}  // namespace microcnn

@@ -1,0 +1,60 @@
+// AVX2/FMA micro-kernel: 6 x 16 tile, 12 ymm accumulators (compiled with -mavx2 -mfma only).
+#include <immintrin.h>
+
+#include "kernels.hpp"
+
+namespace microcnn::gemm_detail {
+namespace {
+
+constexpr int MR = 6;
+constexpr int NR = 16;
+
+void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, const float* bias,
+            bool relu) {
+  __m256 c0[MR], c1[MR];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_load_ps(b);
+    const __m256 b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(a + i);
+      c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
+      c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
+    }
+    a += MR;
+    b += NR;
+  }
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256 bias0 = bias ? _mm256_loadu_ps(bias) : zero;
+  const __m256 bias1 = bias ? _mm256_loadu_ps(bias + 8) : zero;
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    __m256 v0 = c0[i], v1 = c1[i];
+    if (accumulate) {
+      v0 = _mm256_add_ps(v0, _mm256_loadu_ps(ci));
+      v1 = _mm256_add_ps(v1, _mm256_loadu_ps(ci + 8));
+    }
+    if (bias) {
+      v0 = _mm256_add_ps(v0, bias0);
+      v1 = _mm256_add_ps(v1, bias1);
+    }
+    if (relu) {  // max_ps returns its second operand for a NaN: NaN stays NaN, like std::max(v, 0.0f)
+      v0 = _mm256_max_ps(zero, v0);
+      v1 = _mm256_max_ps(zero, v1);
+    }
+    _mm256_storeu_ps(ci, v0);
+    _mm256_storeu_ps(ci + 8, v1);
+  }
+}
+
+}  // namespace
+
+const KernelInfo& avx2_kernel() {
+  static const KernelInfo info{Isa::avx2, "avx2/fma", MR, NR, 240, 256, 2048, kernel};
+  return info;
+}
+
+}  // namespace microcnn::gemm_detail

@@ -1,0 +1,60 @@
+// AVX-512 micro-kernel: 12 x 32 tile, 24 zmm accumulators (compiled with -mavx512f -mavx512dq only).
+#include <immintrin.h>
+
+#include "kernels.hpp"
+
+namespace microcnn::gemm_detail {
+namespace {
+
+constexpr int MR = 12;
+constexpr int NR = 32;
+
+void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, const float* bias,
+            bool relu) {
+  __m512 c0[MR], c1[MR];
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(b);
+    const __m512 b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+      c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+    }
+    a += MR;
+    b += NR;
+  }
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512 bias0 = bias ? _mm512_loadu_ps(bias) : zero;
+  const __m512 bias1 = bias ? _mm512_loadu_ps(bias + 16) : zero;
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    __m512 v0 = c0[i], v1 = c1[i];
+    if (accumulate) {
+      v0 = _mm512_add_ps(v0, _mm512_loadu_ps(ci));
+      v1 = _mm512_add_ps(v1, _mm512_loadu_ps(ci + 16));
+    }
+    if (bias) {
+      v0 = _mm512_add_ps(v0, bias0);
+      v1 = _mm512_add_ps(v1, bias1);
+    }
+    if (relu) {  // max_ps returns its second operand for a NaN: NaN stays NaN, like std::max(v, 0.0f)
+      v0 = _mm512_max_ps(zero, v0);
+      v1 = _mm512_max_ps(zero, v1);
+    }
+    _mm512_storeu_ps(ci, v0);
+    _mm512_storeu_ps(ci + 16, v1);
+  }
+}
+
+}  // namespace
+
+const KernelInfo& avx512_kernel() {
+  static const KernelInfo info{Isa::avx512, "avx512", MR, NR, 240, 256, 2048, kernel};
+  return info;
+}
+
+}  // namespace microcnn::gemm_detail

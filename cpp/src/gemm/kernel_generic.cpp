@@ -1,0 +1,40 @@
+// Portable micro-kernel: plain loops the compiler vectorises for whatever baseline the target has.
+#include "kernels.hpp"
+
+namespace microcnn::gemm_detail {
+namespace {
+
+constexpr int MR = 4;
+constexpr int NR = 16;
+
+void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, const float* bias,
+            bool relu) {
+  float acc[MR][NR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int i = 0; i < MR; ++i) {
+      const float ai = a[i];
+      for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+    }
+    a += MR;
+    b += NR;
+  }
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    for (int j = 0; j < NR; ++j) {
+      float v = acc[i][j];
+      if (accumulate) v += ci[j];
+      if (bias) v += bias[j];
+      if (relu && v < 0.0f) v = 0.0f;  // NaN stays NaN
+      ci[j] = v;
+    }
+  }
+}
+
+}  // namespace
+
+const KernelInfo& generic_kernel() {
+  static const KernelInfo info{Isa::generic, "generic", MR, NR, 256, 256, 2048, kernel};
+  return info;
+}
+
+}  // namespace microcnn::gemm_detail

@@ -1,0 +1,1 @@
+"""Command-line tools: `microcnn-train` (cli/train.py) and `microcnn-predict` (cli/predict.py)."""

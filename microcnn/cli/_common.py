@@ -1,0 +1,111 @@
+"""What both command-line tools share: argument types, exit codes, one-line errors."""
+
+import argparse
+import os
+import sys
+import traceback
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """A bad command line: printed as one line, exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (no usage dump) and exit status 2."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
+    return value
+
+
+def image_size(text):
+    """"150" -> (150, 150); "120x160" or "120,160" -> (120, 160) as (height, width)."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHTxWIDTH in pixels, e.g. 150 or 120x160, got {text!r}")
+    return (values[0], values[-1])
+
+
+def set_threads(n):
+    if n is not None:
+        from .. import _core
+
+        _core.set_num_threads(n)
+
+
+def parse(parser, argv):
+    """Parsed args, or raises UsageError (argparse's own exits for --help/--version pass through)."""
+    return parser.parse_args(argv)
+
+
+def run(prog, body, argv, debug_flag="--debug"):
+    """Runs body(argv) -> exit status; turns exceptions into one line on stderr and a status:
+    UsageError 2, Ctrl-C 130, anything else 1 (with a traceback only under --debug)."""
+    debug = debug_flag in (argv if argv is not None else sys.argv[1:])
+    try:
+        return body(argv)
+    except UsageError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as e:  # --help / --version
+        return e.code if isinstance(e.code, int) else EXIT_OK
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - the one place every error becomes a message
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {describe_error(e)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def describe_error(e):
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{os.fsdecode(e.filename)}: {e.strerror}"
+    text = str(e) or type(e).__name__
+    return text.splitlines()[0] if "\n" in text else text

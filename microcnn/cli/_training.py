@@ -1,0 +1,102 @@
+"""The training loop's companions for microcnn-train: the progress display, the best-epoch keeper, and the
+random state a checkpoint must carry."""
+
+import math
+import sys
+import time
+
+from ..callbacks import Callback
+
+
+def build_compiled_model(arch, input_shape, num_classes, learning_rate):
+    from ..optimizers import Adam
+    from ..presets import build_model
+
+    model = build_model(arch, input_shape=input_shape, num_classes=num_classes)
+    # Integer labels: sparse categorical cross-entropy (the same loss as Keras's categorical one on one-hot).
+    model.compile(optimizer=Adam(learning_rate=learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def rng_state():
+    """microcnn's global generator state (it draws the dropout masks)."""
+    from .. import _seeding
+
+    return _seeding.global_rng().bit_generator.state
+
+
+def restore_rng_state(state):
+    from .. import _seeding
+
+    _seeding.global_rng().bit_generator.state = state
+
+
+def _finite_or_none(v):
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
+class Tracker(Callback):
+    """A tqdm bar per epoch with the running loss/accuracy, one line per epoch with the validation result,
+    the per-epoch history, and an in-memory copy of the weights of the best epoch: highest validation
+    accuracy, ties broken by the lower validation loss."""
+
+    KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+    def __init__(self, steps, epochs, has_validation, history=None, best_epoch=None, best=None):
+        super().__init__()
+        self.steps, self.epochs, self.has_validation = steps, epochs, has_validation
+        self.history = history or {k: [] for k in self.KEYS}
+        self.best_epoch = best_epoch
+        self.best = best
+        self.best_weights = None
+        self._bar = None
+        self._t0 = None
+
+    @property
+    def epochs_completed(self):
+        return len(self.history["loss"])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from tqdm.auto import tqdm
+
+        self._t0 = time.perf_counter()
+        self._bar = tqdm(total=self.steps, desc=f"Epoch {epoch + 1}/{self.epochs}", unit="batch", leave=False,
+                         dynamic_ncols=True, disable=None, file=sys.stderr)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._bar is not None and logs:
+            self._bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}",
+                                  accuracy=f"{logs.get('accuracy', float('nan')):.4f}", refresh=False)
+            self._bar.update(1)
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.close()
+        logs = logs or {}
+        for k in self.KEYS:
+            self.history[k].append(_finite_or_none(logs.get(k)))
+        line = (f"Epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', float('nan')):.4f}, "
+                f"accuracy {logs.get('accuracy', float('nan')):.4f}")
+        if "val_accuracy" in logs:
+            line += f" | val_loss {logs['val_loss']:.4f}, val_accuracy {logs['val_accuracy']:.4f}"
+            if self._improved(logs):
+                self.best_epoch = epoch + 1
+                self.best = {"val_accuracy": float(logs["val_accuracy"]),
+                             "val_loss": _finite_or_none(logs["val_loss"])}
+                self.best_weights = self.model.get_weights()
+                line += " (best so far)"
+        print(f"{line}  [{time.perf_counter() - self._t0:.1f} s]", flush=True)
+
+    def _improved(self, logs):
+        if self.best is None:
+            return True
+        acc, loss = logs["val_accuracy"], logs["val_loss"]
+        if acc != self.best["val_accuracy"]:
+            return acc > self.best["val_accuracy"]
+        best_loss = self.best["val_loss"]
+        return math.isfinite(loss) and (best_loss is None or loss < best_loss)

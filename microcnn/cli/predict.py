@@ -1,0 +1,151 @@
+"""microcnn-predict IMAGE_OR_DIR ...: name the class of each image with a model from microcnn-train.
+
+Directories are walked (hidden files and non-image files skipped); images are decoded exactly as in
+training (the model's `preprocessing`) and predicted in batches. One result per image on stdout; a file
+that cannot be read is named on stderr, the others are still predicted, and the exit status is then 1.
+"""
+
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..data import is_ignored, preprocess_for_prediction
+from ..images import readable_extensions
+from ._common import EXIT_ERROR, EXIT_OK, ArgumentParser, parse, positive_int, run, set_threads
+
+PROG = "microcnn-predict"
+EPILOG = """\
+output formats:
+  text  PATH: CLASS (PROBABILITY), or with --top-k K: PATH: CLASS1 P1, CLASS2 P2, ...
+  json  a list of {"path", "class", "probability", "top_k": [{"class", "probability"}, ...]}
+  csv   path,class,probability[,class_2,probability_2,...]
+
+exit status: 0 all predicted, 1 some file failed (named on stderr) or the model could not be loaded,
+2 bad command line
+"""
+
+
+def build_parser():
+    p = ArgumentParser(prog=PROG, description="Classify images with a model trained by microcnn-train.",
+                       epilog=EPILOG, formatter_class=_formatter)
+    p.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders of images")
+    p.add_argument("--model", default="model", help="model folder written by microcnn-train (default model/)")
+    p.add_argument("--top-k", type=positive_int, default=1, metavar="K", help="show the K most likely classes")
+    p.add_argument("--format", choices=("text", "json", "csv"), default="text", help="output format (default text)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (default 32)")
+    p.add_argument("--threads", type=positive_int, default=None, help="kernel threads (default: all cores)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _formatter(prog):
+    import argparse
+
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
+
+
+def main(argv=None):
+    return run(PROG, _main, argv)
+
+
+def load_trained_model(path):
+    """(model, class_names, preprocessing) from a microcnn-train model folder; errors name the folder."""
+    from .. import load_model
+
+    model = load_model(path, compile=False)
+    meta = model.metadata or {}
+    if "class_names" not in meta or "preprocessing" not in meta:
+        raise RuntimeError(f"{path}: this model has no class names/preprocessing in its metadata; "
+                           f"was it trained with microcnn-train?")
+    return model, list(meta["class_names"]), meta["preprocessing"]
+
+
+def collect_images(paths):
+    """Files in command-line order, directories walked in sorted order. Returns (files, missing)."""
+    extensions = readable_extensions()
+    files, missing = [], []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            for root, dirs, names in os.walk(path, followlinks=True):
+                dirs[:] = sorted(d for d in dirs if not is_ignored(d))
+                files.extend(Path(root) / n for n in sorted(names)
+                             if not is_ignored(n) and Path(n).suffix.lower() in extensions)
+        elif path.exists():
+            files.append(path)
+        else:
+            missing.append(path)
+    return files, missing
+
+
+def _main(argv):
+    args = parse(build_parser(), argv)
+    set_threads(args.threads)
+    model_dir = Path(args.model)
+    if not model_dir.is_dir():
+        raise RuntimeError(f"--model {args.model}: no such model folder (train one with microcnn-train)")
+    model, class_names, preprocessing = load_trained_model(model_dir)
+    k = min(args.top_k, len(class_names))
+    files, missing = collect_images(args.paths)
+    failures = 0
+    for path in missing:
+        print(f"{PROG}: {path}: no such file or directory", file=sys.stderr)
+        failures += 1
+    writer = _Writer(args.format, k, sys.stdout)
+    for start in range(0, len(files), args.batch_size):
+        x, ok, failed = preprocess_for_prediction(files[start:start + args.batch_size], preprocessing)
+        for path, reason in failed:
+            print(f"{PROG}: {path}: {reason}", file=sys.stderr)
+        failures += len(failed)
+        if len(ok):
+            probs = model.predict(x, batch_size=args.batch_size)
+            for path, p in zip(ok, probs):
+                order = np.argsort(-p, kind="stable")[:k]
+                writer.write(str(path), [(class_names[i], float(p[i])) for i in order])
+    writer.close()
+    if not files and not missing:
+        raise RuntimeError(f"no image files found in {', '.join(args.paths)}")
+    return EXIT_ERROR if failures else EXIT_OK
+
+
+class _Writer:
+    """Streams results as text or CSV; JSON is written as one list at the end."""
+
+    def __init__(self, fmt, k, stream):
+        self.fmt, self.k, self.stream = fmt, k, stream
+        self.items = []
+        if fmt == "csv":
+            self.csv = csv.writer(stream, lineterminator="\n")
+            header = ["path", "class", "probability"]
+            for i in range(2, k + 1):
+                header += [f"class_{i}", f"probability_{i}"]
+            self.csv.writerow(header)
+
+    def write(self, path, ranked):
+        if self.fmt == "text":
+            if self.k == 1:
+                print(f"{path}: {ranked[0][0]} ({ranked[0][1]:.4f})", file=self.stream)
+            else:
+                print(f"{path}: " + ", ".join(f"{c} {p:.4f}" for c, p in ranked), file=self.stream)
+        elif self.fmt == "csv":
+            row = [path]
+            for c, p in ranked:
+                row += [c, f"{p:.6f}"]
+            self.csv.writerow(row)
+        else:
+            self.items.append({"path": path, "class": ranked[0][0], "probability": ranked[0][1],
+                               "top_k": [{"class": c, "probability": p} for c, p in ranked]})
+        self.stream.flush()
+
+    def close(self):
+        if self.fmt == "json":
+            json.dump(self.items, self.stream, indent=2)
+            self.stream.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

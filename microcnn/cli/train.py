@@ -1,0 +1,262 @@
+"""microcnn-train DATASET: train a classifier on a folder of labelled images.
+
+Writes to --out (default model/): the model of the epoch with the best validation accuracy (config.json,
+weights.safetensors, with class names and preprocessing in its metadata), history.csv, confusion.csv and,
+with matplotlib, curves.png and confusion.png. Ctrl-C saves a resumable checkpoint in OUT/checkpoint/.
+"""
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..augment import ImageAugmenter
+from ..data import COLOR_MODES, FolderDataset
+from ..images import describe
+from ..presets import available_presets
+from . import _report
+from ._common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ArgumentParser,
+    UsageError,
+    fraction,
+    image_size,
+    non_negative_int,
+    parse,
+    positive_float,
+    positive_int,
+    run,
+    set_threads,
+)
+from ._training import Tracker, build_compiled_model, restore_rng_state, rng_state
+
+PROG = "microcnn-train"
+CHECKPOINT = "checkpoint"
+MARKER = "microcnn-train"  # metadata["trained_by"]: the model and checkpoint directories this tool wrote
+
+EPILOG = """\
+dataset layouts (class order = folder names sorted):
+  DATASET/train/<class>/*.png  and  DATASET/validation/<class>/*.png   (or valid/, val/)
+  DATASET/<class>/*.png        a seeded, stratified --validation-split (default 0.2) is held out
+
+exit status: 0 trained, 1 error, 2 bad command line, 130 interrupted (checkpoint saved; use --resume)
+"""
+
+
+def build_parser():
+    p = ArgumentParser(prog=PROG, description="Train a small CNN on a folder of labelled images.",
+                       epilog=EPILOG, formatter_class=lambda prog: _formatter(prog))
+    p.add_argument("dataset", metavar="DATASET", help="dataset folder (see layouts below)")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="number of epochs (default 20; with --resume: the checkpoint's, or this to extend)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per step (default 32)")
+    p.add_argument("--image-size", type=image_size, default=(150, 150), metavar="SIZE",
+                   help="resize images to SIZE or HEIGHTxWIDTH pixels (default 150)")
+    p.add_argument("--lr", type=positive_float, default=0.0004, help="Adam learning rate (default 0.0004)")
+    p.add_argument("--color", choices=COLOR_MODES, default="auto",
+                   help="auto: grayscale if every training image is, else rgb (default auto)")
+    p.add_argument("--seed", type=non_negative_int, default=None,
+                   help="make the run repeatable (default: a random seed, printed and saved)")
+    p.add_argument("--threads", type=positive_int, default=None, help="kernel threads (default: all cores)")
+    p.add_argument("--out", default="model", help="output folder (default model/)")
+    p.add_argument("--no-augment", action="store_true",
+                   help="train without the random shear/zoom/horizontal flip")
+    p.add_argument("--validation-split", type=fraction, default=None, metavar="F",
+                   help="hold out fraction F per class when DATASET has no validation/ folder")
+    p.add_argument("--arch", choices=sorted(available_presets()), default="seed",
+                   help="network architecture (default seed)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run saved in OUT/checkpoint/")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the model in a non-empty OUT (only the files this tool writes)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _formatter(prog):
+    import argparse
+
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
+
+
+def main(argv=None):
+    return run(PROG, _main, argv)
+
+
+def _main(argv):
+    args = parse(build_parser(), argv)
+    set_threads(args.threads)
+    dataset = Path(args.dataset)
+    if not dataset.is_dir():
+        raise UsageError(f"DATASET {args.dataset}: no such directory")
+    out = Path(args.out)
+    _check_out(out, dataset, args)
+    resume = _read_checkpoint(out) if args.resume else None
+    settings = _settings(args, resume)
+
+    import microcnn
+
+    microcnn.set_seed(settings["seed"])
+    split_seed, shuffle_seed, augment_seed = (int(s) for s in np.random.SeedSequence(settings["seed"]).generate_state(3))
+    print(f"Reading {dataset}/ ...", flush=True)
+    ds = FolderDataset(dataset, image_size=tuple(settings["image_size"]), color=settings["color"],
+                       validation_split=settings["validation_split"], seed=split_seed, progress=_progress)
+    print(ds.report.summary(dataset))
+    print(f"Images in memory: {ds.nbytes / 1e6:.1f} MB as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
+    if resume is not None and (resume["class_names"] != ds.class_names
+                               or resume["preprocessing"] != ds.preprocessing):
+        raise RuntimeError(f"{out / CHECKPOINT}: the checkpoint was trained on classes "
+                           f"{', '.join(resume['class_names'])} with different images or preprocessing than "
+                           f"{dataset}/ now has; start again with --overwrite")
+
+    augmenter = None if settings["no_augment"] else ImageAugmenter(seed=augment_seed)
+    train = ds.batches("train", settings["batch_size"], augmenter=augmenter, seed=shuffle_seed)
+    validation = ds.batches("validation", settings["batch_size"]) if len(ds.x_val) else None
+    if resume is None:
+        model = build_compiled_model(settings["arch"], ds.input_shape, ds.num_classes, settings["lr"])
+        tracker = Tracker(len(train), settings["epochs"], validation is not None)
+    else:
+        model = microcnn.load_model(out / CHECKPOINT)
+        state = resume["resume"]
+        train.set_state(state["iterator"])
+        restore_rng_state(state["global_rng"])
+        tracker = Tracker(len(train), settings["epochs"], validation is not None, state["history"],
+                          state["best_epoch"], state["best"])
+        if state["best_epoch"] is not None and (out / "config.json").exists():
+            tracker.best_weights = microcnn.load_model(out, compile=False).get_weights()
+
+    metadata = {
+        "trained_by": MARKER, "class_names": ds.class_names, "preprocessing": ds.preprocessing,
+        "arch": settings["arch"], "training": {**settings, "dataset": str(dataset.resolve()),
+                                               "augment": augmenter.get_config() if augmenter else None},
+    }
+    start = tracker.epochs_completed
+    threads = microcnn._core.get_num_threads()
+    print(f"{'Resuming' if resume else 'Training'} {settings['arch']} ({model.count_params():,} parameters) "
+          f"from epoch {start + 1} to {settings['epochs']}: batch {settings['batch_size']}, Adam lr "
+          f"{settings['lr']:g}, {'no augmentation' if augmenter is None else 'shear/zoom/flip augmentation'}, "
+          f"seed {settings['seed']}, {threads} thread{'s' if threads != 1 else ''}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        model.fit(train, epochs=settings["epochs"], initial_epoch=start, validation_data=validation,
+                  callbacks=[tracker], verbose=0)
+    except KeyboardInterrupt:
+        tracker.close()
+        print("\nInterrupted: saving a checkpoint ...", file=sys.stderr, flush=True)
+        _save_checkpoint(model, out, metadata, tracker, train)
+        _finish(model, ds, tracker, out, metadata, validation)
+        print(f"Checkpoint saved in {out / CHECKPOINT}/; run the same command with --resume to continue.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"Trained {tracker.epochs_completed - start} epoch(s) in {time.perf_counter() - t0:.1f} s")
+    _finish(model, ds, tracker, out, metadata, validation)
+    if (out / CHECKPOINT).exists():
+        shutil.rmtree(out / CHECKPOINT)  # the run it could resume has finished
+    return EXIT_OK
+
+
+def _progress(items, split):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=f"Decoding {split}", unit="image", disable=None, leave=False, file=sys.stderr)
+
+
+_SETTING_KEYS = ("epochs", "batch_size", "image_size", "lr", "color", "seed", "no_augment", "validation_split",
+                 "arch")
+
+
+def _settings(args, resume):
+    """The run's settings: from the command line, or for --resume from the checkpoint (except --epochs)."""
+    if resume is not None:
+        settings = {k: resume["training"][k] for k in _SETTING_KEYS}
+        if args.epochs is not None:
+            settings["epochs"] = args.epochs
+        return settings
+    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+    return {"epochs": args.epochs or 20, "batch_size": args.batch_size, "image_size": list(args.image_size),
+            "lr": args.lr, "color": args.color, "seed": seed, "no_augment": args.no_augment,
+            "validation_split": args.validation_split, "arch": args.arch}
+
+
+def _is_ours(folder):
+    """True when folder holds a model or checkpoint written by this tool."""
+    import json
+
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+        return config.get("metadata", {}).get("trained_by") == MARKER
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_out(out, dataset, args):
+    """Refuse to write where we would clobber something the user made."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    resolved, data = out.resolve(), dataset.resolve()
+    if resolved == data or data in resolved.parents:
+        raise UsageError(f"--out {out}: is inside DATASET {dataset}; choose a folder outside it")
+    if args.resume:
+        if not (out / CHECKPOINT / "config.json").exists():
+            raise RuntimeError(f"{out / CHECKPOINT}: no checkpoint to resume (one is saved when training is "
+                               f"interrupted with Ctrl-C)")
+        return
+    if out.is_dir() and any(out.iterdir()):
+        if not args.overwrite:
+            what = "a model trained earlier" if _is_ours(out) else "files"
+            raise RuntimeError(f"--out {out}: already contains {what}; pass --overwrite to replace the model "
+                               f"(other files are kept), --resume to continue an interrupted run, or choose "
+                               f"another --out")
+        if _is_ours(out / CHECKPOINT):
+            shutil.rmtree(out / CHECKPOINT)
+
+
+def _read_checkpoint(out):
+    import json
+
+    config = json.loads((out / CHECKPOINT / "config.json").read_text(encoding="utf-8"))
+    metadata = config.get("metadata") or {}
+    if metadata.get("trained_by") != MARKER or "resume" not in metadata:
+        raise RuntimeError(f"{out / CHECKPOINT}: not a checkpoint written by {PROG}")
+    return metadata
+
+
+def _save_checkpoint(model, out, metadata, tracker, train):
+    state = {"history": tracker.history, "best_epoch": tracker.best_epoch, "best": tracker.best,
+             "iterator": train.get_state(), "global_rng": rng_state()}
+    model.save(out / CHECKPOINT, metadata={**metadata, "resume": state}, include_optimizer=True)
+
+
+def _finish(model, ds, tracker, out, metadata, validation):
+    """Put the best weights in the model, save it, and write the history, confusion matrix and plots."""
+    if tracker.epochs_completed == 0:
+        print("No epoch completed: no model saved.", file=sys.stderr)
+        return
+    if tracker.best_weights is not None:
+        model.set_weights(tracker.best_weights)
+    best_epoch = tracker.best_epoch if tracker.best_epoch is not None else tracker.epochs_completed
+    metadata = {**metadata, "training": {**metadata["training"], "epochs_completed": tracker.epochs_completed,
+                                          "best_epoch": best_epoch, "best": tracker.best}}
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out, metadata=metadata, include_optimizer=False)
+    _report.write_atomic(out / "history.csv", _report.history_csv(tracker.history))
+    matrix = None
+    if validation is not None:
+        predicted = np.argmax(model.predict(validation, batch_size=validation.batch_size), axis=1)
+        matrix = _report.confusion_matrix(ds.y_val, predicted, ds.num_classes)
+        print(_report.confusion_text(matrix, ds.class_names))
+        _report.write_atomic(out / "confusion.csv", _report.confusion_csv(matrix, ds.class_names))
+    plots = _report.save_plots(out, tracker.history, matrix, ds.class_names)
+    if tracker.best_epoch is not None:
+        acc = tracker.best["val_accuracy"]
+        print(f"Saved the model of epoch {best_epoch} (best validation accuracy {acc:.4f}) to {out}/")
+    else:
+        print(f"Saved the model of epoch {best_epoch} (no validation images: the last epoch) to {out}/")
+    files = ["history.csv"] + (["confusion.csv"] if matrix is not None else []) + [Path(p).name for p in plots]
+    print(f"Also written: {', '.join(files)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

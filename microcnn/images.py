@@ -1,0 +1,175 @@
+"""Decoding one image file into the arrays the network sees, identically for training and prediction.
+
+The rule, stored as the model's `preprocessing` dict and applied again by `microcnn-predict`:
+
+1. Open with Pillow, first frame only (multi-page TIFF, animated GIF), EXIF orientation applied
+   (`ImageOps.exif_transpose`), alpha dropped.
+2. 8-bit images (modes 1, L, P, RGB, RGBA, CMYK, ...) stay 8-bit; an RGB image whose three channels are
+   identical counts as single-channel. High-bit-depth images (16-bit integer "I;16*", 32-bit integer "I",
+   32-bit float "F") are kept at full precision as float32.
+3. Resize to `image_size` (H, W) with Pillow's bilinear filter (antialiased when shrinking).
+4. Channels: `channels` 1 converts colour to luma (ITU-R 601-2, the weights of Pillow's `convert("L")`),
+   `channels` 3 repeats a single channel three times.
+5. Scale to float32: 8-bit values by 1/255 (Keras's `rescale=1/255`); high-bit-depth values by
+   (x - low) / (high - low) where low/high are the 0.1th and 99.9th percentiles of all high-bit-depth
+   training pixels, so a 12-bit camera's data in a 16-bit file uses the full range, a hot pixel does not
+   set the scale, and nothing is clipped (values can exceed [0, 1] a little). A model trained on 8-bit
+   images only, shown a high-bit-depth image, scales integers by their type's maximum and floats as is.
+"""
+
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+PREPROCESSING_VERSION = 1
+HIGH_DEPTH_PERCENTILES = (0.1, 99.9)
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
+_TYPE_MAX = {"I": 2.0**31 - 1, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
+# Pillow registers these but needs external handlers or cannot decode pixels from them.
+_UNSUPPORTED_FORMATS = {"BUFR", "GRIB", "HDF5", "MPEG", "EPS", "WMF"}
+
+
+def readable_extensions():
+    """Lower-case file extensions (".png", ".tif", ...) Pillow can decode in this installation."""
+    Image.init()
+    return {ext.lower() for ext, fmt in Image.registered_extensions().items()
+            if fmt in Image.OPEN and fmt not in _UNSUPPORTED_FORMATS}
+
+
+class ImageDecodeError(Exception):
+    """A file that has an image extension but cannot be decoded; the message says why."""
+
+
+class DecodedImage:
+    """One image after steps 1-3: `pixels` (H, W, 1 or 3), uint8 for 8-bit sources or float32 raw values
+    for high-bit-depth ones, and the Pillow `mode` it came from."""
+
+    __slots__ = ("mode", "pixels")
+
+    def __init__(self, pixels, mode):
+        self.pixels = pixels
+        self.mode = mode
+
+    @property
+    def high_depth(self):
+        return self.pixels.dtype != np.uint8
+
+    @property
+    def channels(self):
+        return self.pixels.shape[2]
+
+
+def decode(path, image_size):
+    """Open, orient, and resize one file to image_size (H, W); raises ImageDecodeError naming the cause."""
+    height, width = image_size
+    with warnings.catch_warnings(record=True) as caught:
+        # A decompression-bomb warning (an image over Image.MAX_IMAGE_PIXELS) becomes a skip, as does the
+        # error Pillow raises at twice that size; other decoder warnings (odd EXIF, palettes) are harmless.
+        warnings.simplefilter("always")
+        try:
+            with Image.open(path) as im:
+                _raise_on_bomb_warning(caught)
+                im = ImageOps.exif_transpose(im)
+                im.load()
+                _raise_on_bomb_warning(caught)
+                return _resize(im, height, width)
+        except Image.DecompressionBombError as e:
+            raise ImageDecodeError(f"too large for Pillow's decompression-bomb limit ({e})") from None
+        except UnidentifiedImageError:
+            raise ImageDecodeError("not a readable image (unrecognised or empty file)") from None
+        except ImageDecodeError:
+            raise
+        except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError,
+                MemoryError) as e:
+            raise ImageDecodeError(f"could not decode: {e}") from None
+
+
+def _raise_on_bomb_warning(caught):
+    for w in caught:
+        if issubclass(w.category, Image.DecompressionBombWarning):
+            raise ImageDecodeError(f"larger than Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels "
+                                   "(PIL.Image.MAX_IMAGE_PIXELS); skipped as a possible decompression bomb")
+
+
+def _resize(im, height, width):
+    mode = im.mode
+    if mode in _HIGH_DEPTH_MODES:
+        raw = np.asarray(im).astype(np.float32)
+        raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
+        resized = Image.fromarray(raw).resize((width, height), Image.Resampling.BILINEAR)
+        return DecodedImage(np.asarray(resized, np.float32)[:, :, None].copy(), mode)
+    if mode == "1":
+        im = im.convert("L")
+    elif mode == "LA":
+        im = im.getchannel("L")
+    elif mode != "L":
+        im = im.convert("RGB")
+    if im.mode == "RGB":
+        a = np.asarray(im)
+        if (a[:, :, 0] == a[:, :, 1]).all() and (a[:, :, 1] == a[:, :, 2]).all():
+            im = Image.fromarray(np.ascontiguousarray(a[:, :, 0]))
+    resized = np.asarray(im.resize((width, height), Image.Resampling.BILINEAR))
+    if resized.ndim == 2:
+        resized = resized[:, :, None]
+    return DecodedImage(np.ascontiguousarray(resized), mode)
+
+
+def convert_channels(pixels, channels):
+    """(H, W, 1 or 3) -> (H, W, channels), same dtype: luma for colour -> 1, repetition for 1 -> 3."""
+    have = pixels.shape[2]
+    if have == channels:
+        return pixels
+    if channels == 3:
+        return np.repeat(pixels, 3, axis=2)
+    luma = pixels.astype(np.float32) @ _LUMA
+    if pixels.dtype == np.uint8:
+        return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[:, :, None]
+    return luma[:, :, None]
+
+
+def scale_8bit(pixels):
+    """uint8 array -> float32 in [0, 1]; the one place the 1/255 rescale happens."""
+    out = pixels.astype(np.float32)
+    out /= np.float32(255.0)
+    return out
+
+
+def high_depth_range(arrays):
+    """(low, high) of all pixels of the given float32 arrays: the percentiles HIGH_DEPTH_PERCENTILES,
+    computed on at most ~8M evenly strided values so a large dataset costs little and stays deterministic."""
+    flat = np.concatenate([a.reshape(-1) for a in arrays])
+    step = max(1, flat.size // 8_000_000)
+    low, high = np.percentile(flat[::step], HIGH_DEPTH_PERCENTILES)
+    low, high = float(low), float(high)
+    if not high > low:
+        high = low + 1.0
+    return low, high
+
+
+def scale_high_depth(pixels, mode, preprocessing):
+    """float32 raw values -> float32 scaled by the rule in the module docstring."""
+    rng = preprocessing.get("high_depth_range")
+    if rng is not None:
+        low, high = rng
+        return (pixels - np.float32(low)) * np.float32(1.0 / (high - low))
+    return pixels * np.float32(1.0 / _TYPE_MAX.get(mode, 1.0))
+
+
+def to_model_input(decoded, preprocessing):
+    """A DecodedImage -> float32 (H, W, C) exactly as the network saw it during training."""
+    pixels = convert_channels(decoded.pixels, preprocessing["channels"])
+    if decoded.high_depth:
+        return scale_high_depth(pixels, decoded.mode, preprocessing)
+    return scale_8bit(pixels)
+
+
+def describe(preprocessing):
+    """One line for logs: the image size, channels and scaling of a preprocessing dict."""
+    h, w = preprocessing["image_size"]
+    text = f"{h}x{w}, {'grayscale' if preprocessing['channels'] == 1 else 'RGB'}, 8-bit / 255"
+    if preprocessing.get("high_depth_range") is not None:
+        low, high = preprocessing["high_depth_range"]
+        text += f", high-bit-depth (x - {low:g}) / ({high:g} - {low:g})"
+    return text

@@ -1,0 +1,84 @@
+"""The GEMM-based conv and dense kernels against the naive C++ references on shapes large enough to take
+every GEMM path (thread splits over M, N and K; several register tiles and cache blocks), for every
+micro-kernel this CPU runs and with 1 and 2 threads."""
+
+import numpy as np
+import pytest
+
+from microcnn import _core
+
+RNG = np.random.default_rng(7)
+
+# (N, H, W, C, K, R, S, stride_h, stride_w, padding)
+CONV_CASES = [
+    (2, 30, 30, 3, 32, 3, 3, 1, 1, "same"),  # the seed net's first conv, smaller image
+    (2, 24, 24, 32, 64, 2, 2, 1, 1, "same"),  # the seed net's second conv: even kernel, pads bottom/right
+    (3, 21, 19, 5, 40, 3, 3, 2, 2, "same"),  # strided: backward-data skips taps that do not divide
+    (2, 17, 23, 7, 13, 4, 2, 1, 3, "valid"),
+]
+DENSE_CASES = [(32, 5000, 96), (7, 3001, 33)]
+
+
+@pytest.fixture(params=_core.available_kernel_isas())
+def isa(request):
+    before = _core.kernel_isa()
+    _core.set_kernel_isa(request.param)
+    yield request.param
+    _core.set_kernel_isa(before)
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    before = _core.get_num_threads()
+    _core.set_num_threads(request.param)
+    yield request.param
+    _core.set_num_threads(before)
+
+
+def rand(*shape, scale=1.0):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def assert_close(got, want, rtol=1e-4):
+    want = np.asarray(want, np.float64)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(1.0, float(np.abs(want).max())))
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_conv2d_matches_reference(case, isa, threads):
+    n, h, w, c, k, r, s, sh, sw, padding = case
+    kw = {"stride_h": sh, "stride_w": sw, "padding": padding}
+    x, wt, b = rand(n, h, w, c), rand(r, s, c, k, scale=(r * s * c) ** -0.5), rand(k)
+    for relu in (False, True):
+        y = _core.conv2d_forward(x, wt, b, relu=relu, **kw)
+        assert_close(y, _core.reference.conv2d_forward(x, wt, b, relu=relu, **kw))
+    dy = rand(*y.shape)
+    got = _core.conv2d_backward(dy, x, wt, **kw)
+    want = _core.reference.conv2d_backward(dy, x, wt, **kw)
+    for name, g, ref in zip(("dx", "dw", "db"), got, want):
+        assert g.shape == ref.shape, name
+        assert_close(g, ref)
+    _, dw_only, _ = _core.conv2d_backward(dy, x, wt, need_dx=False, need_db=False, **kw)
+    assert_close(dw_only, want[1])
+
+
+@pytest.mark.parametrize("case", DENSE_CASES, ids=str)
+def test_dense_matches_reference(case, isa, threads):
+    n, k, m = case
+    x, w, b, dy = rand(n, k), rand(k, m, scale=k**-0.5), rand(m), rand(n, m)
+    for relu in (False, True):
+        assert_close(
+            _core.dense_forward(x, w, b, relu=relu), _core.reference.dense_forward(x, w, b, relu=relu)
+        )
+    for g, ref in zip(_core.dense_backward(dy, x, w), _core.reference.dense_backward(dy, x, w)):
+        assert_close(g, ref)
+
+
+def test_conv2d_relu_keeps_nan_like_the_reference():
+    x = rand(1, 6, 6, 2)
+    x[0, 2, 3, 1] = np.nan
+    w = rand(3, 3, 2, 4)
+    y = _core.conv2d_forward(x, w, None, padding="same", relu=True)
+    ref = _core.reference.conv2d_forward(x, w, None, padding="same", relu=True)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    assert np.isnan(y).sum() == 9 * 4
