@@ -1,12 +1,17 @@
 """microcnn: small, fast convolutional networks for folders of labelled images."""
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
-from . import _core
+from . import _core, callbacks, initializers, layers, losses, optimizers
+from ._seeding import set_seed
+from .io import load_model
+from .model import Sequential
 
 try:
     __version__ = _version("microcnn")
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = getattr(_core, "__version__", "0+unknown")
 
-__all__ = ["__version__"]
+__all__ = ["Sequential", "__version__", "callbacks", "initializers", "layers", "load_model", "losses",
+           "optimizers", "set_seed"]

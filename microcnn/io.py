@@ -1,0 +1,337 @@
+"""Model directories: `model.save(dirpath)` / `load_model(dirpath)`.
+
+    <dirpath>/config.json            format version, microcnn version, model name, input shape, the layer list
+                                     (class names + configs), compile config (optimizer, loss, metrics), the
+                                     user's metadata (class names, preprocessing, ...), the save id, file list
+    <dirpath>/weights.safetensors    every weight, named like "layers.0.conv2d.kernel", Keras layouts
+    <dirpath>/optimizer.safetensors  optimizer state + iterations, for resuming (include_optimizer=True)
+
+Nothing is pickled or evaluated: JSON and safetensors only, and loading validates every field, tensor name,
+dtype and shape, raising ValueError (bad content) or OSError (missing/unreadable) naming the file.
+
+Atomic saves. A directory cannot be renamed over a non-empty one, and other files may live in it (the
+training CLI keeps history.csv and plots there), so the swap happens file by file behind a commit point:
+
+1. write all new files into `<dirpath>/.microcnn-staging-<pid>-*` and fsync them;
+2. rename that directory to `<dirpath>/.microcnn-pending` -- the commit point (one atomic rename);
+3. roll forward: os.replace each file into <dirpath> (config.json last), delete a stale optimizer file, then
+   remove the empty pending directory.
+
+Every file carries the save id of its save. A reader takes each file from `.microcnn-pending` when it is
+there and from <dirpath> otherwise, so a crash before step 2 leaves the previous model (the partial staging
+directory is ignored and removed by the next save), and a crash after it leaves the new one, complete; the
+next save finishes an interrupted roll-forward first. Readers never modify the directory. Two processes
+saving into the same directory at the same time is not supported.
+"""
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+import uuid
+
+import numpy as np
+
+CONFIG = "config.json"
+WEIGHTS = "weights.safetensors"
+OPTIMIZER = "optimizer.safetensors"
+PENDING = ".microcnn-pending"
+STAGING_PREFIX = ".microcnn-staging-"
+FORMAT = "microcnn.model"
+FORMAT_VERSION = 1
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+def _fsync_dir(path):
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync directories; the data files themselves were synced
+    finally:
+        os.close(fd)
+
+
+def _write_file(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _safetensors_bytes(tensors, save_id, content):
+    from safetensors.numpy import save
+
+    return save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
+                metadata={"format": FORMAT, "content": content, "save_id": save_id})
+
+
+def _remove_dead_staging(dirpath):
+    """Staging directories left by a save that crashed (its process is gone) are incomplete: delete them."""
+    if os.name != "posix":
+        return  # no harmless liveness probe (os.kill would terminate); a stale staging dir is only clutter
+    for entry in os.listdir(dirpath):
+        if not entry.startswith(STAGING_PREFIX):
+            continue
+        try:
+            pid = int(entry[len(STAGING_PREFIX):].split("-")[0])
+            os.kill(pid, 0)
+            alive = pid != os.getpid()
+        except (ValueError, ProcessLookupError):
+            alive = False
+        except OSError:
+            alive = True  # exists but is not ours to signal
+        if not alive:
+            shutil.rmtree(os.path.join(dirpath, entry), ignore_errors=True)
+
+
+def _roll_forward(dirpath):
+    """Finish a committed save: move the pending files into place, config.json last."""
+    pending = os.path.join(dirpath, PENDING)
+    if not os.path.isdir(pending):
+        return
+    for name in (WEIGHTS, OPTIMIZER, CONFIG):
+        source = os.path.join(pending, name)
+        if os.path.exists(source):
+            os.replace(source, os.path.join(dirpath, name))
+    _fsync_dir(dirpath)
+    with open(os.path.join(dirpath, CONFIG), "rb") as f:
+        files = json.loads(f.read()).get("files", [])
+    stale = os.path.join(dirpath, OPTIMIZER)
+    if OPTIMIZER not in files and os.path.exists(stale):
+        os.remove(stale)
+    os.rmdir(pending)
+    _fsync_dir(dirpath)
+
+
+def _json_metadata(metadata):
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+        raise TypeError(f"metadata: expected a dict with string keys, got {type(metadata).__name__}")
+    try:
+        return json.loads(json.dumps(metadata, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata: must be JSON-serialisable (str, number, bool, None, list, dict): {exc}") from None
+
+
+def save_model(model, dirpath, metadata=None, include_optimizer=True, overwrite=True):
+    from . import __version__
+
+    model._require_built("save")
+    metadata = _json_metadata(model.metadata if metadata is None else metadata)
+    dirpath = os.fspath(dirpath)
+    if os.path.exists(dirpath) and not os.path.isdir(dirpath):
+        raise FileExistsError(f"{dirpath}: exists and is not a directory")
+    os.makedirs(dirpath, exist_ok=True)
+    _roll_forward(dirpath)
+    _remove_dead_staging(dirpath)
+    if not overwrite and os.path.exists(os.path.join(dirpath, CONFIG)):
+        raise FileExistsError(f"{os.path.join(dirpath, CONFIG)}: a model is already saved here (overwrite=False)")
+
+    save_id = uuid.uuid4().hex
+    files = [WEIGHTS]
+    optimizer_state = None
+    if include_optimizer and model.compiled:
+        optimizer_state = model.optimizer.get_state()
+        optimizer_state["iterations"] = optimizer_state["iterations"].reshape(1)
+        files.append(OPTIMIZER)
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "microcnn_version": __version__,
+        "save_id": save_id,
+        "files": files,
+        "model": {"class_name": "Sequential", "config": model.get_config()},
+        "compile": model.get_compile_config(),
+        "metadata": metadata,
+    }
+    config_bytes = json.dumps(config, indent=2, allow_nan=False).encode("utf-8")
+
+    staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=dirpath)
+    try:
+        _write_file(os.path.join(staging, WEIGHTS), _safetensors_bytes(model.named_weights(), save_id, "weights"))
+        if optimizer_state is not None:
+            _write_file(os.path.join(staging, OPTIMIZER), _safetensors_bytes(optimizer_state, save_id, "optimizer"))
+        _write_file(os.path.join(staging, CONFIG), config_bytes)
+        _fsync_dir(staging)
+        os.rename(staging, os.path.join(dirpath, PENDING))  # the commit point
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _fsync_dir(dirpath)
+    _roll_forward(dirpath)
+    model.metadata = metadata
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+def _resolve(dirpath):
+    """Where each file of the current model is: in the committed-but-unfinished save, else in dirpath."""
+    pending = os.path.join(dirpath, PENDING)
+    paths = {}
+    for name in (CONFIG, WEIGHTS, OPTIMIZER):
+        candidate = os.path.join(pending, name)
+        paths[name] = candidate if os.path.isfile(candidate) else os.path.join(dirpath, name)
+    return paths
+
+
+def _read_bytes(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: missing (not a complete microcnn model directory)")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _fail(path, problem):
+    raise ValueError(f"{path}: {problem}")
+
+
+def _read_config(path):
+    try:
+        config = json.loads(_read_bytes(path).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        _fail(path, f"not valid JSON ({exc})")
+    if not isinstance(config, dict):
+        _fail(path, f"expected a JSON object, got {type(config).__name__}")
+    if config.get("format") != FORMAT:
+        _fail(path, f"not a microcnn model config (format {config.get('format')!r}, expected {FORMAT!r})")
+    version = config.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        _fail(path, f"format_version must be an integer, got {version!r}")
+    if version != FORMAT_VERSION:
+        newer = " (written by a newer microcnn; upgrade to read it)" if version > FORMAT_VERSION else ""
+        _fail(path, f"unsupported format_version {version}; this microcnn reads version {FORMAT_VERSION}{newer}")
+    if not isinstance(config.get("save_id"), str) or not config["save_id"]:
+        _fail(path, "missing save_id")
+    files = config.get("files")
+    if not isinstance(files, list) or WEIGHTS not in files or not set(files) <= {WEIGHTS, OPTIMIZER}:
+        _fail(path, f"'files' must list {WEIGHTS!r} (and optionally {OPTIMIZER!r}), got {files!r}")
+    model = config.get("model")
+    if not isinstance(model, dict) or model.get("class_name") != "Sequential" \
+            or not isinstance(model.get("config"), dict):
+        _fail(path, "'model' must be {'class_name': 'Sequential', 'config': {...}}")
+    if not isinstance(config.get("metadata", {}), dict):
+        _fail(path, f"'metadata' must be an object, got {config.get('metadata')!r}")
+    if config.get("compile") is not None and not isinstance(config["compile"], dict):
+        _fail(path, f"'compile' must be an object or null, got {config['compile']!r}")
+    return config
+
+
+def _build_model(path, model_config):
+    from . import layers as _layers
+    from .model import Sequential
+
+    name = model_config.get("name")
+    if not isinstance(name, str) or not name:
+        _fail(path, f"model name must be a non-empty string, got {name!r}")
+    input_shape = model_config.get("input_shape")
+    if not isinstance(input_shape, list) or not input_shape or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in input_shape):
+        _fail(path, f"input_shape must be a list of positive integers, got {input_shape!r}")
+    layer_specs = model_config.get("layers")
+    if not isinstance(layer_specs, list) or not layer_specs:
+        _fail(path, f"'layers' must be a non-empty list, got {layer_specs!r}")
+    model = Sequential(name=name)
+    model.add(_layers.Input(tuple(input_shape)))
+    for i, spec in enumerate(layer_specs):
+        try:
+            model.add(_layers.deserialize(spec))
+        except (ValueError, TypeError) as exc:
+            _fail(path, f"layer {i}: {exc}")
+    return model
+
+
+def _read_safetensors(path, save_id, content):
+    """-> {name: array}, after checking the header, the save id and that every tensor is intact."""
+    data = _read_bytes(path)
+    if len(data) < 8:
+        _fail(path, f"truncated safetensors file ({len(data)} bytes)")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > len(data) - 8:
+        _fail(path, f"truncated or corrupt safetensors file (header of {header_len} bytes, file of {len(data)})")
+    try:
+        header = json.loads(data[8:8 + header_len].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        _fail(path, f"corrupt safetensors header ({exc})")
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("content") != content:
+        _fail(path, f"not a microcnn {content} file (metadata {meta!r})")
+    if meta.get("save_id") != save_id:
+        _fail(path, f"belongs to a different save than {CONFIG} (save id {meta.get('save_id')!r}, "
+                    f"expected {save_id!r}): the directory mixes files of two saves")
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError, TypeError) as exc:
+        _fail(path, f"corrupt or truncated safetensors data ({exc})")
+    return tensors
+
+
+def _check_tensors(path, tensors, expected):
+    """`expected`: {name: (shape, dtype)}. Names must match exactly, shapes and dtypes too."""
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        _fail(path, "tensors do not match the model in config.json: "
+                    + "; ".join(filter(None, [missing and f"missing {missing}", extra and f"unexpected {extra}"])))
+    for name, (shape, dtype) in expected.items():
+        value = tensors[name]
+        if value.dtype != dtype:
+            _fail(path, f"tensor {name!r} has dtype {value.dtype}, expected {np.dtype(dtype)}")
+        if tuple(value.shape) != tuple(shape):
+            _fail(path, f"tensor {name!r} has shape {tuple(value.shape)}, but config.json implies {tuple(shape)}")
+
+
+def load_model(dirpath, compile=True):
+    """Rebuild a model saved with `model.save(dirpath)`: architecture, weights, `model.metadata`, and (with
+    compile=True) the compiled optimizer, loss and metrics with the optimizer state for resuming."""
+    from . import optimizers as _optimizers
+
+    dirpath = os.fspath(dirpath)
+    if not os.path.exists(dirpath):
+        raise FileNotFoundError(f"{dirpath}: no such model directory")
+    if not os.path.isdir(dirpath):
+        raise NotADirectoryError(f"{dirpath}: not a directory (a microcnn model is a directory)")
+    paths = _resolve(dirpath)
+    config = _read_config(paths[CONFIG])
+    model = _build_model(paths[CONFIG], config["model"]["config"])
+    save_id = config["save_id"]
+
+    weights = _read_safetensors(paths[WEIGHTS], save_id, "weights")
+    live = model.named_weights()
+    _check_tensors(paths[WEIGHTS], weights, {k: (v.shape, np.float32) for k, v in live.items()})
+    for name, value in live.items():
+        np.copyto(value, weights[name])
+    model.metadata = config.get("metadata", {})
+
+    compile_config = config.get("compile")
+    if compile and compile_config is not None:
+        try:
+            model.compile(optimizer=_optimizers.deserialize(compile_config.get("optimizer")),
+                          loss=compile_config.get("loss"), metrics=compile_config.get("metrics"))
+        except (ValueError, TypeError) as exc:
+            _fail(paths[CONFIG], f"bad compile config: {exc}")
+        if OPTIMIZER in config["files"]:
+            state = _read_safetensors(paths[OPTIMIZER], save_id, "optimizer")
+            iterations = state.get("iterations")
+            if iterations is None or iterations.shape != (1,) or iterations.dtype != np.int64:
+                _fail(paths[OPTIMIZER], "missing or malformed 'iterations' tensor (expected int64 of shape (1,))")
+            state["iterations"] = iterations.reshape(())
+            trainable = {key: layer._weights[w] for key, layer, w in model.weight_entries()
+                         if w in layer.trainable_weight_names}
+            expected = {f"{key}.{slot}": (value.shape, np.float32)
+                        for key, value in trainable.items() for slot in model.optimizer.slot_names}
+            if int(iterations[0]) > 0 or len(state) > 1:
+                expected["iterations"] = ((), np.int64)
+                _check_tensors(paths[OPTIMIZER], state, expected)
+            try:
+                model.optimizer.set_state(state, trainable)
+            except ValueError as exc:
+                _fail(paths[OPTIMIZER], str(exc))
+    return model

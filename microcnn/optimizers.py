@@ -1,0 +1,197 @@
+"""Adam and SGD with Keras's update rules; the updates run in C++ in place.
+
+`learning_rate` is a plain attribute: a float, or a callable schedule `lr(step) -> float` evaluated with the
+0-based `iterations` count before each step (callbacks may change it between steps). Per-weight state
+(Adam's m and v, SGD's velocity) is keyed by the weight's stable name, so `get_state()` / `set_state()` can
+export it to a file and a resumed run continues exactly where it stopped.
+"""
+
+import numpy as np
+
+from . import _core
+from ._validation import boolean, number
+
+
+class Optimizer:
+    slot_names = ()
+
+    def __init__(self, learning_rate, name=None):
+        self.name = name or type(self).__name__
+        self.learning_rate = learning_rate
+        self.iterations = 0
+        self._slots = {}
+
+    # --- learning rate ---------------------------------------------------------------------------------
+    @property
+    def learning_rate(self):
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if not callable(value):
+            value = number("learning_rate", value, 0.0)
+        self._learning_rate = value
+
+    # Keras 2 spelled it `lr`; old scripts and callbacks still do.
+    lr = learning_rate
+
+    def current_learning_rate(self):
+        """The learning rate the next step uses."""
+        lr = self._learning_rate
+        if callable(lr):
+            return number("learning_rate (from the schedule)", lr(self.iterations), 0.0)
+        return lr
+
+    # --- updates ---------------------------------------------------------------------------------------
+    def apply_gradients(self, grads_and_vars, names=None):
+        """Update each variable in place with its gradient, then count one step. `names` (stable per
+        variable, e.g. "layers.0.conv2d.kernel") key the optimizer state; positions are used without them."""
+        grads_and_vars = list(grads_and_vars)
+        names = list(names) if names is not None else [f"variable_{i}" for i in range(len(grads_and_vars))]
+        lr = self.current_learning_rate()
+        for (grad, var), name in zip(grads_and_vars, names):
+            slots = self._slots.get(name)
+            if slots is None:
+                slots = self._slots[name] = {s: np.zeros_like(var) for s in self.slot_names}
+            self._update(var, np.ascontiguousarray(grad, dtype=np.float32), slots, lr)
+        self.iterations += 1
+
+    def _update(self, var, grad, slots, lr):
+        raise NotImplementedError
+
+    # --- state (for resuming) --------------------------------------------------------------------------
+    def get_state(self):
+        """{"iterations": int64 array, "<variable name>.<slot>": array, ...}: everything a resume needs."""
+        state = {"iterations": np.array(self.iterations, dtype=np.int64)}
+        for name, slots in self._slots.items():
+            for slot, value in slots.items():
+                state[f"{name}.{slot}"] = value.copy()
+        return state
+
+    def set_state(self, state, variables=None):
+        """Restore `get_state()` output. With `variables` ({name: array}) the state must cover exactly those
+        variables with matching shapes; raises ValueError otherwise."""
+        state = dict(state)
+        if "iterations" not in state:
+            raise ValueError("optimizer state: missing 'iterations'")
+        iterations = np.asarray(state.pop("iterations"))
+        if iterations.shape != () or not np.issubdtype(iterations.dtype, np.integer) or iterations < 0:
+            raise ValueError(f"optimizer state: 'iterations' must be a non-negative integer scalar, got {iterations!r}")
+        slots = {}
+        for key, value in state.items():
+            name, _, slot = key.rpartition(".")
+            if slot not in self.slot_names or not name:
+                raise ValueError(f"optimizer state: unexpected entry {key!r} for {type(self).__name__} "
+                                 f"(slots: {', '.join(self.slot_names) or 'none'})")
+            slots.setdefault(name, {})[slot] = np.ascontiguousarray(value, dtype=np.float32)
+        for name, entry in slots.items():
+            missing = set(self.slot_names) - set(entry)
+            if missing:
+                raise ValueError(f"optimizer state: {name!r} lacks {', '.join(sorted(missing))}")
+        if variables is not None:
+            # A fresh optimizer (iterations 0) may have no state at all; otherwise it must match exactly.
+            if slots and set(slots) != set(variables) and self.slot_names:
+                extra, lacking = sorted(set(slots) - set(variables)), sorted(set(variables) - set(slots))
+                raise ValueError(f"optimizer state does not match the model: unexpected {extra}, missing {lacking}")
+            for name, entry in slots.items():
+                for slot, value in entry.items():
+                    if value.shape != variables[name].shape:
+                        raise ValueError(f"optimizer state: {name}.{slot} has shape {value.shape}, the weight "
+                                         f"has {variables[name].shape}")
+        self._slots = slots
+        self.iterations = int(iterations)
+
+    # --- config ----------------------------------------------------------------------------------------
+    def get_config(self):
+        lr = self._learning_rate
+        if callable(lr):
+            lr = ({"class_name": type(lr).__name__, "config": lr.get_config()} if hasattr(lr, "get_config")
+                  else self.current_learning_rate())
+        return {"name": self.name, "learning_rate": lr}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        lr = config.get("learning_rate")
+        if isinstance(lr, dict):
+            config["learning_rate"] = _deserialize_schedule(lr)
+        return cls(**config)
+
+
+def _deserialize_schedule(spec):
+    try:
+        from . import schedules
+    except ImportError:
+        schedules = None
+    cls = getattr(schedules, str(spec.get("class_name")), None) if schedules is not None else None
+    if cls is None or not hasattr(cls, "from_config"):
+        raise ValueError(f"learning_rate: unknown schedule {spec.get('class_name')!r}")
+    return cls.from_config(dict(spec.get("config") or {}))
+
+
+class SGD(Optimizer):
+    """Keras SGD: v = momentum*v - lr*g; w += v (or, nesterov, w += momentum*v - lr*g)."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name=None, lr=None):
+        super().__init__(learning_rate if lr is None else lr, name)
+        self.momentum = number("momentum", momentum, 0.0, 1.0)
+        self.nesterov = boolean("nesterov", nesterov)
+        self.slot_names = ("velocity",) if self.momentum > 0 else ()
+
+    def _update(self, var, grad, slots, lr):
+        _core.sgd_update(var, grad, slots.get("velocity"), lr, self.momentum, self.nesterov)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Keras Adam (epsilon added to sqrt(v_hat) in Keras's "epsilon hat" form)."""
+
+    slot_names = ("m", "v")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, name=None,
+                 lr=None):
+        super().__init__(learning_rate if lr is None else lr, name)
+        self.beta_1 = number("beta_1", beta_1, 0.0, 1.0, high_open=True)
+        self.beta_2 = number("beta_2", beta_2, 0.0, 1.0, high_open=True)
+        self.epsilon = number("epsilon", epsilon, 0.0, low_open=True)
+        if amsgrad:
+            raise ValueError("amsgrad: only False is supported, got True")
+
+    def _update(self, var, grad, slots, lr):
+        _core.adam_update(var, grad, slots["m"], slots["v"], lr, self.beta_1, self.beta_2, self.epsilon,
+                          self.iterations + 1)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+_BY_NAME = {"adam": Adam, "sgd": SGD}
+_BY_CLASS = {"Adam": Adam, "SGD": SGD}
+
+
+def get(identifier):
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    raise ValueError(f"optimizer: expected 'adam', 'sgd' or an Optimizer instance, got {identifier!r}")
+
+
+def serialize(optimizer):
+    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+
+
+def deserialize(spec):
+    if not isinstance(spec, dict) or spec.get("class_name") not in _BY_CLASS:
+        raise ValueError(f"optimizer: expected {{'class_name': 'Adam' or 'SGD', 'config': {{...}}}}, got {spec!r}")
+    config = spec.get("config") or {}
+    if not isinstance(config, dict):
+        raise TypeError(f"optimizer: 'config' must be a dict, got {config!r}")
+    try:
+        return _BY_CLASS[spec["class_name"]].from_config(config)
+    except TypeError as exc:
+        raise ValueError(f"optimizer: bad config {config!r}: {exc}") from None

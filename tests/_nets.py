@@ -1,0 +1,58 @@
+"""Small networks and data shared by the model-level tests."""
+
+import numpy as np
+
+import microcnn
+from microcnn import layers
+
+
+def seed_network(input_shape=(150, 150, 3), classes=3, dropout=0.5):
+    """The seed project's network, layer for layer."""
+    return microcnn.Sequential([
+        layers.Conv2D(32, (3, 3), padding="same", input_shape=input_shape),
+        layers.Activation("relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Conv2D(64, (2, 2), padding="same", activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Flatten(),
+        layers.Dense(256, activation="relu"),
+        layers.Dropout(dropout),
+        layers.Dense(classes, activation="softmax"),
+    ])
+
+
+def tiny_network(input_shape=(8, 8, 2), classes=3, dropout=0.0, head="dense_softmax"):
+    """Every layer type on a tiny input; `head` picks how the softmax is expressed."""
+    net = [
+        layers.Input(input_shape),
+        layers.Conv2D(3, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(4, (2, 2), strides=(1, 1), padding="same"),
+        layers.ReLU(),
+        layers.Conv2D(4, 2, strides=2, padding="valid"),
+        layers.Flatten(),
+        layers.Dense(6, activation="relu"),
+        layers.Dropout(dropout),
+    ]
+    if head == "dense_softmax":
+        net += [layers.Dense(classes, activation="softmax")]
+    elif head == "softmax_layer":
+        net += [layers.Dense(classes), layers.Softmax()]
+    elif head == "unfused":  # the softmax is not the last layer, so the loss works on probabilities
+        net += [layers.Dense(classes, activation="softmax"), layers.Dropout(0.0)]
+    return microcnn.Sequential(net)
+
+
+def blobs(n=96, shape=(8, 8, 2), classes=3, seed=0):
+    """A separable problem: class c has a bright patch in region c."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    x = rng.normal(0.0, 0.3, (n, *shape)).astype(np.float32)
+    width = shape[1] // classes
+    for c in range(classes):
+        x[y == c, :, c * width:(c + 1) * width, :] += 1.5
+    return x, y
+
+
+def one_hot(y, classes):
+    return np.eye(classes, dtype=np.float32)[y]
