@@ -8,12 +8,9 @@ dataset-fashion-mnist (/usr/share/datasets/fashion-mnist) or --data-dir.
     python benchmarks/fashion_mnist.py --arch seed --epochs 10
 """
 
-import argparse
 import gzip
 import math
 import os
-import sys
-import time
 
 import numpy as np
 

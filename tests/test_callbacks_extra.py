@@ -73,9 +73,12 @@ def test_early_stopping_min_delta_mode_and_baseline():
     # "auto" maximises accuracy.
     _, epochs = run(EarlyStopping(monitor="val_accuracy", patience=1), [0.5, 0.6, 0.7, 0.65, 0.6], "val_accuracy")
     assert epochs == 4
-    # Never reaching the baseline stops after `patience` epochs.
-    _, epochs = run(EarlyStopping(patience=2, baseline=0.5), [0.9, 0.8, 0.7, 0.6], "val_loss")
-    assert epochs == 2
+    # Improvements that do not beat the baseline do not reset the wait (Keras: checked at the next
+    # epoch without improvement).
+    _, epochs = run(EarlyStopping(patience=2, baseline=0.5), [0.9, 0.8, 0.85, 0.7], "val_loss")
+    assert epochs == 3
+    _, epochs = run(EarlyStopping(patience=2), [0.9, 0.8, 0.85, 0.7], "val_loss")
+    assert epochs == 4
 
 
 def test_early_stopping_warns_on_a_missing_monitor():
@@ -178,3 +181,43 @@ def test_learning_rate_scheduler_accepts_one_or_two_argument_schedules():
 def test_constructor_validation(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_callbacks_in_a_real_fit(tmp_path):
+    import microcnn
+    from microcnn import layers
+
+    microcnn.set_seed(0)
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    x = rng.normal(0.0, 1.0, (60, 4)).astype(np.float32) + y[:, None].astype(np.float32)
+    model = microcnn.Sequential([layers.Input((4,)), layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=microcnn.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+
+    class WeightsPerEpoch(EarlyStopping):
+        """Records the weights at each epoch end, to compare with what EarlyStopping restores."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen = getattr(self, "seen", []) + [(logs["val_loss"], self.model.get_weights())]
+            super().on_epoch_end(epoch, logs)
+
+    stopper = WeightsPerEpoch(patience=1, restore_best_weights=True)
+    checkpoint = ModelCheckpoint(str(tmp_path / "best"), save_best_only=True)
+    log = tmp_path / "log.csv"
+    history = model.fit(
+        x[:40], y[:40], epochs=6, batch_size=10, verbose=0, validation_data=(x[40:], y[40:]),
+        callbacks=[stopper, checkpoint, CSVLogger(str(log)), LearningRateScheduler(lambda e: 0.05 / (e + 1))],
+    )
+    epochs = len(history.history["loss"])
+    assert history.history["lr"] == pytest.approx([0.05 / (e + 1) for e in range(epochs)])
+    _, best_weights = min(stopper.seen, key=lambda item: item[0])
+    for a, b in zip(model.get_weights(), best_weights):
+        np.testing.assert_array_equal(a, b)
+    # The checkpoint holds the same best epoch.
+    again = microcnn.load_model(tmp_path / "best")
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    with open(log, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == epochs
+    assert [float(r["val_loss"]) for r in rows] == pytest.approx(history.history["val_loss"])
