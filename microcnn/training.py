@@ -192,7 +192,7 @@ class TrainingMixin:
             from tqdm.auto import tqdm
 
             total = len(source) if getattr(source, "has_len", True) else None
-            bar = tqdm(total=total, desc=desc, unit="batch", leave=True, dynamic_ncols=True)
+            bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
         try:
             for step, (xb, yb, swb) in enumerate(source.batches(rng)):
                 if yb is None:
