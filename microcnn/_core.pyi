@@ -101,7 +101,7 @@ def dense_backward(
 def dropout_forward(x: F32, rate: float, seed: int, step: int) -> F32:
     """Inverted dropout, any shape: element i is kept iff u(seed, step, i) >= rate, kept values scaled by
     1/(1-rate). u is a counter-based hash (splitmix64) of (seed, step, i): the mask does not depend on the
-    thread count. 0 <= rate < 1."""
+    thread count. 0 <= rate < 1. seed and step are any integers, taken mod 2**64."""
 
 def dropout_backward(dy: F32, rate: float, seed: int, step: int) -> F32:
     """The same mask (recomputed from seed, step) applied to dy."""
@@ -120,6 +120,16 @@ def adam_update(
 ) -> None:
     """Keras Adam, step t >= 1: alpha = lr*sqrt(1-b2^t)/(1-b1^t); m += (g-m)*(1-b1); v += (g*g-v)*(1-b2);
     param -= alpha*m/(sqrt(v)+epsilon)."""
+
+# --- naive references (the test oracle) -----------------------------------------------------------------
+class reference:
+    """Submodule _core.reference: the naive C++ loops the fast kernels are tested against. Same signatures,
+    checks and results (up to float32 rounding order) as the functions of the same name above."""
+
+    conv2d_forward = conv2d_forward
+    conv2d_backward = conv2d_backward
+    dense_forward = dense_forward
+    dense_backward = dense_backward
 
 # --- augmentation ---------------------------------------------------------------------------------------
 def affine_warp(x: F32, matrices: F32, fill_mode: str = "nearest", cval: float = 0.0) -> F32:

@@ -38,6 +38,7 @@ WEIGHTS = "weights.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 PENDING = ".microcnn-pending"
 STAGING_PREFIX = ".microcnn-staging-"
+LAYER_STATE = "layer_state."  # prefix of the layers' training state (dropout counters) in the optimizer file
 FORMAT = "microcnn.model"
 FORMAT_VERSION = 1
 
@@ -139,6 +140,7 @@ def save_model(model, dirpath, metadata=None, include_optimizer=True, overwrite=
     if include_optimizer and model.compiled:
         optimizer_state = model.optimizer.get_state()
         optimizer_state["iterations"] = optimizer_state["iterations"].reshape(1)
+        optimizer_state.update({LAYER_STATE + k: v for k, v in model.training_state().items()})
         files.append(OPTIMIZER)
     config = {
         "format": FORMAT,
@@ -323,15 +325,15 @@ def load_model(dirpath, compile=True):
             if iterations is None or iterations.shape != (1,) or iterations.dtype != np.int64:
                 _fail(paths[OPTIMIZER], "missing or malformed 'iterations' tensor (expected int64 of shape (1,))")
             state["iterations"] = iterations.reshape(())
-            trainable = {key: layer._weights[w] for key, layer, w in model.weight_entries()
-                         if w in layer.trainable_weight_names}
-            expected = {f"{key}.{slot}": (value.shape, np.float32)
-                        for key, value in trainable.items() for slot in model.optimizer.slot_names}
-            if int(iterations[0]) > 0 or len(state) > 1:
-                expected["iterations"] = ((), np.int64)
-                _check_tensors(paths[OPTIMIZER], state, expected)
+            layer_state = {k[len(LAYER_STATE):]: state.pop(k) for k in list(state) if k.startswith(LAYER_STATE)}
+            _check_tensors(paths[OPTIMIZER], layer_state,
+                           {k: (v.shape, v.dtype) for k, v in model.training_state().items()})
+            model.set_training_state(layer_state)
+            for name, value in state.items():
+                if name != "iterations" and value.dtype != np.float32:
+                    _fail(paths[OPTIMIZER], f"tensor {name!r} has dtype {value.dtype}, expected float32")
             try:
-                model.optimizer.set_state(state, trainable)
+                model.optimizer.set_state(state, live)
             except ValueError as exc:
                 _fail(paths[OPTIMIZER], str(exc))
     return model

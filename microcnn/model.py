@@ -128,6 +128,16 @@ class Sequential(TrainingMixin):
     def non_trainable_weights(self):
         return [w for layer in self._layers for w in layer.non_trainable_weights]
 
+    def training_state(self):
+        """{"layers.<i>.<name>.<key>": array}: the layers' non-weight state for an exact resume."""
+        return {f"layers.{i}.{layer.name}.{key}": value for i, layer in enumerate(self._layers)
+                for key, value in layer.get_training_state().items()}
+
+    def set_training_state(self, state):
+        for i, layer in enumerate(self._layers):
+            prefix = f"layers.{i}.{layer.name}."
+            layer.set_training_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
     def get_weights(self):
         return [w.copy() for w in self.weights]
 

@@ -16,21 +16,20 @@ from .callbacks import CallbackList, History
 
 @contextlib.contextmanager
 def _defer_keyboard_interrupt():
-    """Hold Ctrl-C until the block ends, so an optimizer step updates all weights or none."""
-    if threading.current_thread() is not threading.main_thread():
+    """Hold Ctrl-C until the block ends, so an optimizer step updates all weights or none; then deliver it
+    to whatever handler was installed."""
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if previous is None or previous is signal.SIG_IGN:  # not ours to manage (other thread, C handler, ignored)
         yield
         return
     received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if received:
-        if callable(previous):
-            previous(signal.SIGINT, received[0])
-        else:
-            raise KeyboardInterrupt
+        if received:
+            signal.raise_signal(signal.SIGINT)
 
 
 class _Totals:
@@ -192,7 +191,7 @@ class TrainingMixin:
             from tqdm.auto import tqdm
 
             total = len(source) if getattr(source, "has_len", True) else None
-            bar = tqdm(total=total, desc=desc, unit="batch", leave=True, dynamic_ncols=True)
+            bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
         try:
             for step, (xb, yb, swb) in enumerate(source.batches(rng)):
                 if yb is None:

@@ -341,6 +341,12 @@ def test_usage_errors_are_clear():
     model.compile(loss="categorical_crossentropy")
     with pytest.raises(ValueError, match="sparse_categorical_crossentropy"):
         model.fit(x, y, verbose=0)
+    sparse = tiny_network()
+    sparse.compile(loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"y: expected integer class indices in \[0, 3\)"):
+        sparse.train_on_batch(x, y + 1)
+    with pytest.raises(ValueError, match="non-finite"):
+        sparse.train_on_batch(x, np.full(len(x), np.nan))
     with pytest.raises(ValueError, match="x: expected a batch of shape"):
         model.predict(np.zeros((2, 9, 9, 2), np.float32))
     with pytest.raises(ValueError, match="loss"):

@@ -84,21 +84,22 @@ inline uint64_t index_mod64(const py::handle& obj, const char* name) {
 }
 
 // The geometry of a conv or pooling layer from validated sizes: strides >= 1, a known padding, and a kernel
-// no larger than the (padded) input. `kernel` names the argument that carries the kernel size in messages.
+// no larger than the (padded) input. kernel_h / kernel_w name the arguments that carry the kernel height/width.
 inline ConvShape conv_geometry(py::ssize_t N, py::ssize_t H, py::ssize_t W, py::ssize_t C, py::ssize_t K,
                                long long R, long long S, long long stride_h, long long stride_w,
-                               const std::string& padding, const char* kernel) {
-  if (R < 1 || S < 1)
-    value_error(std::string(kernel) + ": expected a kernel size >= 1, got " + std::to_string(R) + "x" +
-                std::to_string(S));
+                               const std::string& padding, const char* kernel_h, const char* kernel_w) {
+  if (R < 1) value_error(std::string(kernel_h) + ": expected a kernel height >= 1, got " + std::to_string(R));
+  if (S < 1) value_error(std::string(kernel_w) + ": expected a kernel width >= 1, got " + std::to_string(S));
   expect_stride(stride_h, "stride_h");
   expect_stride(stride_w, "stride_w");
   const Padding pad = parse_padding(padding);
   // "same" always yields at least one output; "valid" needs the kernel to fit inside the input.
-  if (pad == Padding::Valid && (R > H || S > W))
-    value_error(std::string(kernel) + ": expected a kernel no larger than the input with padding \"valid\" (" +
-                std::to_string(H) + "x" + std::to_string(W) + "), got " + std::to_string(R) + "x" +
-                std::to_string(S));
+  if (pad == Padding::Valid && R > H)
+    value_error(std::string(kernel_h) + ": expected a kernel height <= the input height " + std::to_string(H) +
+                " with padding \"valid\", got " + std::to_string(R));
+  if (pad == Padding::Valid && S > W)
+    value_error(std::string(kernel_w) + ": expected a kernel width <= the input width " + std::to_string(W) +
+                " with padding \"valid\", got " + std::to_string(S));
   return make_conv_shape(N, H, W, C, K, R, S, stride_h, stride_w, pad);
 }
 

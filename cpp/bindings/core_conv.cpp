@@ -26,7 +26,7 @@ py::array_t<float> conv_forward(ConvForwardFn kernel, const py::handle& x_obj, c
   expect_dim(w, "w", 2, x.shape(3), "in-channels C = x.shape[3]");
   if (b) expect_dim(*b, "b", 0, w.shape(3), "out-channels K = w.shape[3]");
   const ConvShape s = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(3), w.shape(0),
-                                    w.shape(1), stride_h, stride_w, padding, "w");
+                                    w.shape(1), stride_h, stride_w, padding, "w", "w");
   auto y = empty_f32({s.N, s.P, s.Q, s.K});
   float* yp = y.mutable_data();
   const float *xp = x.data(), *wp = w.data(), *bp = data_or_null(b);
@@ -47,7 +47,7 @@ py::tuple conv_backward(ConvBackwardFn kernel, const py::handle& dy_obj, const p
   expect_nonempty(w, "w");
   expect_dim(w, "w", 2, x.shape(3), "in-channels C = x.shape[3]");
   const ConvShape s = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(3), w.shape(0),
-                                    w.shape(1), stride_h, stride_w, padding, "w");
+                                    w.shape(1), stride_h, stride_w, padding, "w", "w");
   expect_shape(dy, "dy", {s.N, s.P, s.Q, s.K}, "the conv output (N,P,Q,K) for x, w, strides and padding");
   py::object dx_obj = py::none(), db_obj = py::none();
   float *dxp = nullptr, *dbp = nullptr;
@@ -95,7 +95,9 @@ void def_conv(py::module_& m, ConvForwardFn forward, ConvBackwardFn backward) {
 constexpr long long kInt32Max = 2147483647LL;
 
 void expect_int32_indexable(py::ssize_t H, py::ssize_t W, py::ssize_t C, const char* name) {
-  if (static_cast<long long>(H) * W * C > kInt32Max)
+  // In double: the sizes may come from a user-supplied x_shape, whose product could overflow int64.
+  const double size = static_cast<double>(H) * static_cast<double>(W) * static_cast<double>(C);
+  if (size > static_cast<double>(kInt32Max))
     value_error(std::string(name) + ": expected H*W*C <= 2^31-1 (argmax is int32), got " + std::to_string(H) + "*" +
                 std::to_string(W) + "*" + std::to_string(C));
 }
@@ -107,7 +109,7 @@ py::tuple maxpool_forward(const py::handle& x_obj, long long pool_h, long long p
   expect_positive(pool_h, "pool_h");
   expect_positive(pool_w, "pool_w");
   const ConvShape s = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), x.shape(3), pool_h, pool_w,
-                                    stride_h, stride_w, padding, "pool_h, pool_w");
+                                    stride_h, stride_w, padding, "pool_h", "pool_w");
   expect_int32_indexable(s.H, s.W, s.C, "x");
   auto y = empty_f32({s.N, s.P, s.Q, s.C});
   py::array_t<int32_t> argmax(std::vector<py::ssize_t>{s.N, s.P, s.Q, s.C});
@@ -161,7 +163,8 @@ void bind_core_conv(py::module_& m, py::module_& reference) {
       [](long long size, long long kernel, long long stride, const std::string& padding) {
         expect_positive(size, "size");
         expect_positive(kernel, "kernel");
-        const ConvShape s = conv_geometry(1, size, 1, 1, 1, kernel, 1, stride, 1, padding, "kernel");
+        expect_stride(stride, "stride");
+        const ConvShape s = conv_geometry(1, size, 1, 1, 1, kernel, 1, stride, 1, padding, "kernel", "kernel");
         return s.P;
       },
       py::arg("size"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),

@@ -12,7 +12,7 @@
 namespace microcnn {
 
 int64_t conv2d_output_size(int64_t size, int64_t kernel, int64_t stride, Padding padding) {
-  if (padding == Padding::Same) return (size + stride - 1) / stride;
+  if (padding == Padding::Same) return (size - 1) / stride + 1;  // ceil(size/stride) without overflow
   return (size - kernel) / stride + 1;
 }
 

@@ -7,10 +7,16 @@
 
 namespace microcnn {
 
+namespace {
+// Below this many element visits a parallel region costs more than it saves.
+constexpr int64_t kParallelMin = 1 << 15;
+}  // namespace
+
 // x (N,H,W,C) -> y (N,P,Q,C), argmax (N,P,Q,C)
 void maxpool2d_forward(float* y, int32_t* argmax, const float* x, const ConvShape& s) {
   const int64_t N = s.N, H = s.H, W = s.W, C = s.C, R = s.R, S = s.S, P = s.P, Q = s.Q;
-#pragma omp parallel
+  const double work = static_cast<double>(N * P * Q * C) * static_cast<double>(R * S);  // element visits
+#pragma omp parallel if (work >= kParallelMin)
   {
     DenormalGuard guard;
 #pragma omp for schedule(static)
@@ -49,7 +55,7 @@ void maxpool2d_forward(float* y, int32_t* argmax, const float* x, const ConvShap
 void maxpool2d_backward(float* dx, const float* dy, const int32_t* argmax, int64_t N, int64_t H, int64_t W,
                         int64_t C, int64_t P, int64_t Q) {
   const int64_t in_size = H * W * C, out_size = P * Q * C;
-#pragma omp parallel
+#pragma omp parallel if (N * (in_size + out_size) >= kParallelMin)
   {
     DenormalGuard guard;
     // One sample per iteration: overlapping windows only scatter within their own sample.

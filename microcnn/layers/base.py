@@ -156,6 +156,15 @@ class Layer:
             # In place, so optimizer state and other references keep pointing at the live array.
             np.copyto(self._weights[name], value, casting="unsafe")
 
+    def get_training_state(self):
+        """{name: int64/float32 array} of non-weight state a resumed run needs to continue exactly (e.g. a
+        dropout layer's mask counter); saved with the optimizer state. Most layers have none."""
+        return {}
+
+    def set_training_state(self, state):
+        if state:
+            raise ValueError(f"layer {self.name!r}: unexpected training state {sorted(state)}")
+
     def count_params(self):
         return int(sum(w.size for w in self.weights))
 

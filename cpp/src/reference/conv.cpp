@@ -8,10 +8,17 @@
 
 namespace microcnn::reference {
 
+namespace {
+// Below this many multiply-adds a parallel region costs more than it saves (and on a loaded machine a barrier
+// can cost milliseconds). Serial or parallel, every element is summed in the same order.
+constexpr int64_t kParallelMinWork = 1 << 16;
+}  // namespace
+
 // x (N,H,W,C), w (R,S,C,K), b (K) or nullptr -> y (N,P,Q,K)
 void conv2d_forward(float* y, const float* x, const float* w, const float* b, const ConvShape& s, bool relu) {
   const int64_t N = s.N, H = s.H, W = s.W, C = s.C, K = s.K, R = s.R, S = s.S, P = s.P, Q = s.Q;
-#pragma omp parallel
+  const double work = static_cast<double>(N * P * Q * K) * static_cast<double>(R * S * C);  // multiply-adds
+#pragma omp parallel if (work >= kParallelMinWork)
   {
     DenormalGuard guard;
 #pragma omp for schedule(static)
@@ -50,7 +57,8 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
     for (int64_t i = 0; i < N * P * Q; ++i)
       for (int64_t k = 0; k < K; ++k) db[k] += dy[i * K + k];
   }
-#pragma omp parallel
+  const double work = static_cast<double>(N * P * Q * K) * static_cast<double>(R * S * C);  // multiply-adds
+#pragma omp parallel if (work >= kParallelMinWork)
   {
     DenormalGuard guard;
     // dw: one kernel tap (r, s) per iteration; its C*K slice is summed over (n, p, q) in order.

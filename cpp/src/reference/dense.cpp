@@ -10,13 +10,17 @@ namespace microcnn::reference {
 namespace {
 // Columns of y per task: small enough that the N x block slice of y stays in L1 while w streams once.
 constexpr int64_t kColumnBlock = 32;
+// Below this many multiply-adds a parallel region costs more than it saves. Serial or parallel, every element
+// is summed in the same order.
+constexpr int64_t kParallelMinWork = 1 << 16;
 }  // namespace
 
 // x (N,K), w (K,M), b (M) or nullptr -> y (N,M)
 void dense_forward(float* y, const float* x, const float* w, const float* b, int64_t N, int64_t K, int64_t M,
                    bool relu) {
   const int64_t blocks = (M + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel
+  const double work = static_cast<double>(N * K) * static_cast<double>(M);  // multiply-adds
+#pragma omp parallel if (work >= kParallelMinWork)
   {
     DenormalGuard guard;
 #pragma omp for schedule(static)
@@ -47,7 +51,8 @@ void dense_backward(float* dx, float* dw, float* db, const float* dy, const floa
     for (int64_t n = 0; n < N; ++n)
       for (int64_t m = 0; m < M; ++m) db[m] += dy[n * M + m];
   }
-#pragma omp parallel
+  const double work = static_cast<double>(N * K) * static_cast<double>(M);  // multiply-adds
+#pragma omp parallel if (work >= kParallelMinWork)
   {
     DenormalGuard guard;
     // One input feature k per iteration: row k of dw and column k of dx.
