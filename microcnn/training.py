@@ -124,6 +124,8 @@ class TrainingMixin:
                 grads_and_vars, names = self._backward(doutputs)
                 with _defer_keyboard_interrupt():
                     self.optimizer.apply_gradients(grads_and_vars, names)
+                    for layer in self._layers:
+                        layer.commit_step()
         except BaseException:
             for layer in self._layers:
                 layer.clear_cache()
