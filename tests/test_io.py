@@ -58,6 +58,17 @@ def test_resume_continues_exactly(tmp_path, optimizer):
     assert all(np.array_equal(u, v) for u, v in zip(resumed.get_weights(), continuous.get_weights()))
 
 
+def test_learning_rate_schedule_round_trips(tmp_path):
+    from microcnn import schedules
+
+    model = trained(optimizer=optimizers.Adam(schedules.CosineDecay(0.01, decay_steps=50)))
+    model.save(tmp_path / "m")
+    loaded = microcnn.load_model(tmp_path / "m")
+    assert type(loaded.optimizer.learning_rate) is schedules.CosineDecay
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    assert loaded.optimizer.current_learning_rate() == model.optimizer.current_learning_rate() < 0.01
+
+
 def test_without_optimizer_and_overwrite(tmp_path):
     model = trained()
     model.save(tmp_path / "m")

@@ -77,6 +77,7 @@ def save_plots(out_dir, history, matrix, class_names):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return []
     written = []
@@ -89,6 +90,7 @@ def save_plots(out_dir, history, matrix, class_names):
             if val:
                 ax.plot(epochs[: len(val)], val, label="validation")
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(key)
             ax.grid(alpha=0.3)
             ax.legend()

@@ -128,9 +128,12 @@ class Dropout(Layer):
             return x
         if self._mask_seed is None:
             self.build(x.shape)
-        step, self._step = self._step, self._step + 1
-        self._cache = step
-        return _core.dropout_forward(x, self.rate, self._mask_seed, step)
+        self._cache = self._step
+        return _core.dropout_forward(x, self.rate, self._mask_seed, self._step)
+
+    def commit_step(self):
+        if self.rate > 0.0:
+            self._step += 1  # the next step draws a new mask
 
     def backward(self, dy, need_dx=True):
         step, self._cache = self._cache, None
