@@ -161,18 +161,18 @@ class TrainingMixin:
         logs = totals.logs()
         if return_dict:
             return logs
-        values = [logs["loss"]] + [logs[m] for m in self.metrics_names]
-        return values if self.metrics_names else values[0]
+        values = [logs["loss"]] + [logs[m] for m in self._metric_names]
+        return values if self._metric_names else values[0]
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         self._require_compiled("train_on_batch")
-        totals = _Totals(self.metrics_names)
+        totals = _Totals(self._metric_names)
         totals.add(*self._batch_step(x, y, sample_weight, class_weight, training=True))
         return self._results(totals, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled("test_on_batch")
-        totals = _Totals(self.metrics_names)
+        totals = _Totals(self._metric_names)
         totals.add(*self._batch_step(x, y, sample_weight, None, training=False))
         return self._results(totals, return_dict)
 
@@ -187,7 +187,7 @@ class TrainingMixin:
         return self._results(totals, return_dict)
 
     def _run_epoch(self, source, rng, class_weight, training, verbose, desc, callbacks=None):
-        totals = _Totals(self.metrics_names)
+        totals = _Totals(self._metric_names)
         bar = None
         if verbose == 1:
             from tqdm.auto import tqdm
@@ -275,9 +275,9 @@ class TrainingMixin:
     def _validation_source(self, validation_data, batch_size, steps):
         if validation_data is None:
             return None
-        if isinstance(validation_data, tuple) and len(validation_data) in (2, 3) \
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3) \
                 and isinstance(validation_data[0], np.ndarray):
-            xv, yv, swv = (validation_data + (None,))[:3]
+            xv, yv, swv = (tuple(validation_data) + (None,))[:3]
             if yv is None:
                 raise ValueError("validation_data: expected (x_val, y_val) or (x_val, y_val, sample_weight)")
             return make_source(xv, yv, swv, batch_size, "validation_data")
@@ -305,6 +305,20 @@ class TrainingMixin:
         if not outputs:
             raise ValueError("x: yielded no batches to predict")
         return np.concatenate(outputs, axis=0)
+
+    # Keras 2 names from before fit/evaluate/predict accepted generators.
+    def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose=1, callbacks=None,
+                      validation_data=None, validation_steps=None, class_weight=None, shuffle=True,
+                      initial_epoch=0):
+        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs, verbose=verbose,
+                        callbacks=callbacks, validation_data=validation_data, validation_steps=validation_steps,
+                        class_weight=class_weight, shuffle=shuffle, initial_epoch=initial_epoch)
+
+    def evaluate_generator(self, generator, steps=None, verbose=0):
+        return self.evaluate(generator, steps=steps, verbose=verbose)
+
+    def predict_generator(self, generator, steps=None, verbose=0):
+        return self.predict(generator, steps=steps, verbose=verbose)
 
     def predict_on_batch(self, x):
         return self._forward(self._prepare_x(x), training=False)

@@ -207,7 +207,7 @@ def test_fit_on_iterable_matches_fit_on_arrays(source):
         model = tiny_network()
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         if use_arrays:
-            history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, validation_data=(x, y))
+            history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, validation_data=[x, y])
         elif source == "generator":
             def forever():
                 while True:
@@ -378,3 +378,15 @@ def test_usage_errors_are_clear():
         model.compile(optimizer="rmsprop", loss="categorical_crossentropy")
     with pytest.raises(ValueError, match="batch_size"):
         model.evaluate(x, one_hot(y, 3), batch_size=0)
+
+
+def test_verbose_output(capsys):
+    x, y = blobs(16)
+    model = tiny_network()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert capsys.readouterr().out == ""
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=1, validation_data=(x, y))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("Epoch 2/2 - loss: ")
+    assert f"val_accuracy: {history.history['val_accuracy'][1]:.4f}" in lines[1]
