@@ -1,5 +1,8 @@
 """Folder scanning, decoding and batching (microcnn/data.py, microcnn/images.py) on tiny generated folders."""
 
+import os
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -262,3 +265,15 @@ def test_batch_iterator_epochs(tmp_path):
         BatchIterator(x, y, batch_size=0)
     with pytest.raises(ValueError, match="y: expected 10"):
         BatchIterator(x, y[:3])
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32", reason="needs symbolic links")
+def test_symlinked_class_folder_and_link_loop(tmp_path):
+    elsewhere = write_class_folders(tmp_path / "elsewhere", classes=("linked",), per_class=2)
+    root = write_class_folders(tmp_path / "data", classes=("plain",), per_class=2)
+    os.symlink(elsewhere / "linked", root / "linked")
+    os.symlink(root, root / "plain" / "loop")  # a link back up the tree
+    names, splits, _ = scan(root, validation_split=0.5)
+    assert names == ["linked", "plain"]
+    paths = [p for p, _ in splits["train"] + splits["validation"]]
+    assert len(paths) == 4 and not any("loop" in str(p) for p in paths)
