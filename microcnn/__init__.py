@@ -5,8 +5,11 @@ from importlib.metadata import version as _version
 
 from . import _core, callbacks, initializers, layers, losses, optimizers
 from ._seeding import set_seed
+from .augment import ImageAugmenter
+from .data import BatchIterator, FolderDataset, preprocess_for_prediction
 from .io import load_model
 from .model import Sequential
+from .presets import available_presets, build_model
 
 try:
     __version__ = _version("microcnn")
@@ -15,3 +18,5 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 __all__ = ["Sequential", "__version__", "callbacks", "initializers", "layers", "load_model", "losses",
            "optimizers", "set_seed"]
+__all__ += ["BatchIterator", "FolderDataset", "ImageAugmenter", "available_presets", "build_model",
+            "preprocess_for_prediction"]

@@ -38,6 +38,7 @@ WEIGHTS = "weights.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 PENDING = ".microcnn-pending"
 STAGING_PREFIX = ".microcnn-staging-"
+LAYER_STATE = "layer_state."  # prefix of the layers' training state (dropout counters) in the optimizer file
 FORMAT = "microcnn.model"
 FORMAT_VERSION = 1
 
@@ -139,6 +140,7 @@ def save_model(model, dirpath, metadata=None, include_optimizer=True, overwrite=
     if include_optimizer and model.compiled:
         optimizer_state = model.optimizer.get_state()
         optimizer_state["iterations"] = optimizer_state["iterations"].reshape(1)
+        optimizer_state.update({LAYER_STATE + k: v for k, v in model.training_state().items()})
         files.append(OPTIMIZER)
     config = {
         "format": FORMAT,
@@ -166,6 +168,50 @@ def save_model(model, dirpath, metadata=None, include_optimizer=True, overwrite=
     _fsync_dir(dirpath)
     _roll_forward(dirpath)
     model.metadata = metadata
+
+
+def save_weights(model, filepath, overwrite=True):
+    """One safetensors file, written to a temporary name beside it, synced, then renamed over the target."""
+    model._require_built("save_weights")
+    filepath = os.fspath(filepath)
+    if os.path.isdir(filepath):
+        raise IsADirectoryError(f"{filepath}: is a directory (save_weights writes one file; use save() for a "
+                                f"model directory)")
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"{filepath}: exists (overwrite=False)")
+    data = _safetensors_bytes(model.named_weights(), uuid.uuid4().hex, "weights")
+    directory = os.path.dirname(os.path.abspath(filepath))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(filepath) + ".", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        _write_file(tmp, data)
+        os.replace(tmp, filepath)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def load_weights(model, filepath):
+    """Weights from a save_weights file or a model directory; all names, dtypes and shapes must match."""
+    model._require_built("load_weights")
+    filepath = os.fspath(filepath)
+    save_id = None
+    if os.path.isdir(filepath):
+        paths = _resolve(filepath)
+        save_id = _read_config(paths[CONFIG])["save_id"]
+        filepath = paths[WEIGHTS]
+    # Matched by position and weight name, as Keras does: the layer names in the file need not match.
+    def by_position(name):
+        parts = name.split(".")
+        return f"{parts[0]}.{parts[1]}.{parts[-1]}" if len(parts) >= 4 else name
+
+    tensors = {by_position(k): v for k, v in _read_safetensors(filepath, save_id, "weights").items()}
+    live = {by_position(k): v for k, v in model.named_weights().items()}
+    _check_tensors(filepath, tensors, {k: (v.shape, np.float32) for k, v in live.items()}, "this model")
+    for name, value in live.items():
+        np.copyto(value, tensors[name])
 
 
 # --- reading ---------------------------------------------------------------------------------------------
@@ -260,7 +306,7 @@ def _read_safetensors(path, save_id, content):
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("content") != content:
         _fail(path, f"not a microcnn {content} file (metadata {meta!r})")
-    if meta.get("save_id") != save_id:
+    if save_id is not None and meta.get("save_id") != save_id:
         _fail(path, f"belongs to a different save than {CONFIG} (save id {meta.get('save_id')!r}, "
                     f"expected {save_id!r}): the directory mixes files of two saves")
     from safetensors import SafetensorError
@@ -273,19 +319,19 @@ def _read_safetensors(path, save_id, content):
     return tensors
 
 
-def _check_tensors(path, tensors, expected):
+def _check_tensors(path, tensors, expected, what="the model in config.json"):
     """`expected`: {name: (shape, dtype)}. Names must match exactly, shapes and dtypes too."""
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
-        _fail(path, "tensors do not match the model in config.json: "
+        _fail(path, f"tensors do not match {what}: "
                     + "; ".join(filter(None, [missing and f"missing {missing}", extra and f"unexpected {extra}"])))
     for name, (shape, dtype) in expected.items():
         value = tensors[name]
         if value.dtype != dtype:
             _fail(path, f"tensor {name!r} has dtype {value.dtype}, expected {np.dtype(dtype)}")
         if tuple(value.shape) != tuple(shape):
-            _fail(path, f"tensor {name!r} has shape {tuple(value.shape)}, but config.json implies {tuple(shape)}")
+            _fail(path, f"tensor {name!r} has shape {tuple(value.shape)}, but {what} needs {tuple(shape)}")
 
 
 def load_model(dirpath, compile=True):
@@ -323,15 +369,15 @@ def load_model(dirpath, compile=True):
             if iterations is None or iterations.shape != (1,) or iterations.dtype != np.int64:
                 _fail(paths[OPTIMIZER], "missing or malformed 'iterations' tensor (expected int64 of shape (1,))")
             state["iterations"] = iterations.reshape(())
-            trainable = {key: layer._weights[w] for key, layer, w in model.weight_entries()
-                         if w in layer.trainable_weight_names}
-            expected = {f"{key}.{slot}": (value.shape, np.float32)
-                        for key, value in trainable.items() for slot in model.optimizer.slot_names}
-            if int(iterations[0]) > 0 or len(state) > 1:
-                expected["iterations"] = ((), np.int64)
-                _check_tensors(paths[OPTIMIZER], state, expected)
+            layer_state = {k[len(LAYER_STATE):]: state.pop(k) for k in list(state) if k.startswith(LAYER_STATE)}
+            _check_tensors(paths[OPTIMIZER], layer_state,
+                           {k: (v.shape, v.dtype) for k, v in model.training_state().items()})
+            model.set_training_state(layer_state)
+            for name, value in state.items():
+                if name != "iterations" and value.dtype != np.float32:
+                    _fail(paths[OPTIMIZER], f"tensor {name!r} has dtype {value.dtype}, expected float32")
             try:
-                model.optimizer.set_state(state, trainable)
+                model.optimizer.set_state(state, live)
             except ValueError as exc:
                 _fail(paths[OPTIMIZER], str(exc))
     return model

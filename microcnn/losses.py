@@ -80,6 +80,9 @@ class SparseCategoricalCrossentropy(Loss):
             raise ValueError(f"{argument}: sparse_categorical_crossentropy expects class indices of shape "
                              f"(batch,), got shape {y.shape}; for one-hot labels use "
                              f"loss='categorical_crossentropy'")
+        if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(np.isfinite(y))):
+            raise ValueError(f"{argument}: expected integer class indices, got dtype {y.dtype}"
+                             + (" with non-finite values" if y.dtype.kind == "f" else ""))
         labels = y.astype(np.int32)
         if y.size and (np.any(labels != y) or labels.min() < 0 or labels.max() >= num_classes):
             raise ValueError(f"{argument}: expected integer class indices in [0, {num_classes}), got values "

@@ -22,7 +22,7 @@ class Sequential(TrainingMixin):
         self.output_shape = None
         self.optimizer = None
         self.loss = None
-        self.metrics_names = []
+        self._metric_names = []
         self.compiled = False
         self.stop_training = False
         self.history = None
@@ -128,6 +128,16 @@ class Sequential(TrainingMixin):
     def non_trainable_weights(self):
         return [w for layer in self._layers for w in layer.non_trainable_weights]
 
+    def training_state(self):
+        """{"layers.<i>.<name>.<key>": array}: the layers' non-weight state for an exact resume."""
+        return {f"layers.{i}.{layer.name}.{key}": value for i, layer in enumerate(self._layers)
+                for key, value in layer.get_training_state().items()}
+
+    def set_training_state(self, state):
+        for i, layer in enumerate(self._layers):
+            prefix = f"layers.{i}.{layer.name}."
+            layer.set_training_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
     def get_weights(self):
         return [w.copy() for w in self.weights]
 
@@ -188,14 +198,19 @@ class Sequential(TrainingMixin):
                              "got None")
         self.optimizer = _optimizers.get(optimizer)
         self.loss = _losses.get(loss)
-        self.metrics_names = _losses.check_metrics(metrics)
+        self._metric_names = _losses.check_metrics(metrics)
         self.compiled = True
+
+    @property
+    def metrics_names(self):
+        """Keras's labels for evaluate()'s list: ["loss", "accuracy"]."""
+        return ["loss", *self._metric_names] if self.compiled else []
 
     def get_compile_config(self):
         if not self.compiled:
             return None
         return {"optimizer": _optimizers.serialize(self.optimizer), "loss": _losses.serialize(self.loss),
-                "metrics": list(self.metrics_names)}
+                "metrics": list(self._metric_names)}
 
     # --- config and files ------------------------------------------------------------------------------
     def get_config(self):
@@ -210,6 +225,19 @@ class Sequential(TrainingMixin):
         for spec in config.get("layers", []):
             model.add(_layers.deserialize(spec))
         return model
+
+    def save_weights(self, filepath, overwrite=True):
+        """All weights in one safetensors file (names as in model files), written atomically."""
+        from . import io
+
+        io.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        """Weights written by save_weights (or a model directory's weights.safetensors); every name and
+        shape must match this model."""
+        from . import io
+
+        io.load_weights(self, filepath)
 
     def save(self, filepath, metadata=None, include_optimizer=True, overwrite=True):
         """Write the model directory (see microcnn/io.py); `metadata` (a JSON-able dict) replaces

@@ -69,8 +69,8 @@ class Optimizer:
         return state
 
     def set_state(self, state, variables=None):
-        """Restore `get_state()` output. With `variables` ({name: array}) the state must cover exactly those
-        variables with matching shapes; raises ValueError otherwise."""
+        """Restore `get_state()` output. With `variables` ({name: array}) every entry must belong to one of
+        them with its shape; raises ValueError otherwise."""
         state = dict(state)
         if "iterations" not in state:
             raise ValueError("optimizer state: missing 'iterations'")
@@ -89,11 +89,10 @@ class Optimizer:
             if missing:
                 raise ValueError(f"optimizer state: {name!r} lacks {', '.join(sorted(missing))}")
         if variables is not None:
-            # A fresh optimizer (iterations 0) may have no state at all; otherwise it must match exactly.
-            if slots and set(slots) != set(variables) and self.slot_names:
-                extra, lacking = sorted(set(slots) - set(variables)), sorted(set(variables) - set(slots))
-                raise ValueError(f"optimizer state does not match the model: unexpected {extra}, missing {lacking}")
+            # Slots are created lazily, so a weight may have none yet (e.g. a layer unfrozen later).
             for name, entry in slots.items():
+                if name not in variables:
+                    raise ValueError(f"optimizer state: {name!r} is not a weight of this model")
                 for slot, value in entry.items():
                     if value.shape != variables[name].shape:
                         raise ValueError(f"optimizer state: {name}.{slot} has shape {value.shape}, the weight "

@@ -16,21 +16,20 @@ from .callbacks import CallbackList, History
 
 @contextlib.contextmanager
 def _defer_keyboard_interrupt():
-    """Hold Ctrl-C until the block ends, so an optimizer step updates all weights or none."""
-    if threading.current_thread() is not threading.main_thread():
+    """Hold Ctrl-C until the block ends, so an optimizer step updates all weights or none; then deliver it
+    to whatever handler was installed."""
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if previous is None or previous is signal.SIG_IGN:  # not ours to manage (other thread, C handler, ignored)
         yield
         return
     received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if received:
-        if callable(previous):
-            previous(signal.SIGINT, received[0])
-        else:
-            raise KeyboardInterrupt
+        if received:
+            signal.raise_signal(signal.SIGINT)
 
 
 class _Totals:
@@ -125,6 +124,8 @@ class TrainingMixin:
                 grads_and_vars, names = self._backward(doutputs)
                 with _defer_keyboard_interrupt():
                     self.optimizer.apply_gradients(grads_and_vars, names)
+                    for layer in self._layers:
+                        layer.commit_step()
         except BaseException:
             for layer in self._layers:
                 layer.clear_cache()
@@ -160,18 +161,18 @@ class TrainingMixin:
         logs = totals.logs()
         if return_dict:
             return logs
-        values = [logs["loss"]] + [logs[m] for m in self.metrics_names]
-        return values if self.metrics_names else values[0]
+        values = [logs["loss"]] + [logs[m] for m in self._metric_names]
+        return values if self._metric_names else values[0]
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         self._require_compiled("train_on_batch")
-        totals = _Totals(self.metrics_names)
+        totals = _Totals(self._metric_names)
         totals.add(*self._batch_step(x, y, sample_weight, class_weight, training=True))
         return self._results(totals, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled("test_on_batch")
-        totals = _Totals(self.metrics_names)
+        totals = _Totals(self._metric_names)
         totals.add(*self._batch_step(x, y, sample_weight, None, training=False))
         return self._results(totals, return_dict)
 
@@ -186,13 +187,13 @@ class TrainingMixin:
         return self._results(totals, return_dict)
 
     def _run_epoch(self, source, rng, class_weight, training, verbose, desc, callbacks=None):
-        totals = _Totals(self.metrics_names)
+        totals = _Totals(self._metric_names)
         bar = None
         if verbose == 1:
             from tqdm.auto import tqdm
 
             total = len(source) if getattr(source, "has_len", True) else None
-            bar = tqdm(total=total, desc=desc, unit="batch", leave=True, dynamic_ncols=True)
+            bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
         try:
             for step, (xb, yb, swb) in enumerate(source.batches(rng)):
                 if yb is None:
@@ -274,9 +275,9 @@ class TrainingMixin:
     def _validation_source(self, validation_data, batch_size, steps):
         if validation_data is None:
             return None
-        if isinstance(validation_data, tuple) and len(validation_data) in (2, 3) \
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3) \
                 and isinstance(validation_data[0], np.ndarray):
-            xv, yv, swv = (validation_data + (None,))[:3]
+            xv, yv, swv = (tuple(validation_data) + (None,))[:3]
             if yv is None:
                 raise ValueError("validation_data: expected (x_val, y_val) or (x_val, y_val, sample_weight)")
             return make_source(xv, yv, swv, batch_size, "validation_data")
@@ -304,6 +305,20 @@ class TrainingMixin:
         if not outputs:
             raise ValueError("x: yielded no batches to predict")
         return np.concatenate(outputs, axis=0)
+
+    # Keras 2 names from before fit/evaluate/predict accepted generators.
+    def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose=1, callbacks=None,
+                      validation_data=None, validation_steps=None, class_weight=None, shuffle=True,
+                      initial_epoch=0):
+        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs, verbose=verbose,
+                        callbacks=callbacks, validation_data=validation_data, validation_steps=validation_steps,
+                        class_weight=class_weight, shuffle=shuffle, initial_epoch=initial_epoch)
+
+    def evaluate_generator(self, generator, steps=None, verbose=0):
+        return self.evaluate(generator, steps=steps, verbose=verbose)
+
+    def predict_generator(self, generator, steps=None, verbose=0):
+        return self.predict(generator, steps=steps, verbose=verbose)
 
     def predict_on_batch(self, x):
         return self._forward(self._prepare_x(x), training=False)

@@ -200,3 +200,42 @@ def test_augmenter_rejects_bad_arguments(kwargs, match):
         ImageAugmenter(**kwargs)
     with pytest.raises(TypeError, match="horizontal_flip"):
         ImageAugmenter(horizontal_flip="yes")
+
+
+def keras_sampling_matrix(h, w, shear_deg, zx, zy):
+    """Keras 2's apply_affine_transform, step by step: shear @ zoom in its (x, y) coordinates, offset to the
+    centre with (h, w), then the axis swap M' = P M P before scipy.ndimage.affine_transform."""
+    shear = np.deg2rad(shear_deg)
+    shear_matrix = np.array([[1, -np.sin(shear), 0], [0, np.cos(shear), 0], [0, 0, 1]])
+    zoom_matrix = np.array([[zx, 0, 0], [0, zy, 0], [0, 0, 1]])
+    m = shear_matrix @ zoom_matrix
+    o_x, o_y = h / 2 - 0.5, w / 2 - 0.5
+    m = np.array([[1, 0, o_x], [0, 1, o_y], [0, 0, 1]]) @ m @ np.array([[1, 0, -o_x], [0, 1, -o_y], [0, 0, 1]])
+    m[:, [0, 1]] = m[:, [1, 0]]
+    m[[0, 1]] = m[[1, 0]]
+    return m[:2]  # scipy: input (row, col) = m[:, :2] @ output (row, col) + m[:, 2]
+
+
+def test_matrices_equal_keras_for_square_images():
+    rng = np.random.default_rng(8)
+    n, size = 20, 150
+    shear = rng.uniform(-30, 30, n)
+    zx, zy = rng.uniform(0.8, 1.2, n), rng.uniform(0.8, 1.2, n)
+    zeros, no = np.zeros(n), np.zeros(n, bool)
+    ours = compose_matrices(size, size, zeros, zeros, zeros, np.deg2rad(shear), zx, zy, no, no)
+    for k in range(n):
+        np.testing.assert_allclose(ours[k], keras_sampling_matrix(size, size, shear[k], zx[k], zy[k]), atol=2e-4)
+
+
+@pytest.mark.parametrize("ours, scipy_mode", [("nearest", "nearest"), ("reflect", "reflect"),
+                                              ("constant", "grid-constant")])
+def test_fill_modes_match_scipy(ours, scipy_mode):
+    # Keras's ImageDataGenerator warps with scipy.ndimage.affine_transform(order=1).
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(9)
+    img = rng.uniform(0, 1, (12, 15)).astype(np.float32)
+    m = random_matrices(rng, 1, 12, 15, scale=0.4)[0]
+    ref = ndimage.affine_transform(img.astype(np.float64), m[:, :2].astype(np.float64), m[:, 2].astype(np.float64),
+                                   order=1, mode=scipy_mode, cval=0.25)
+    got = _core.affine_warp(img[None, :, :, None], m[None], ours, 0.25)[0, :, :, 0]
+    np.testing.assert_allclose(got, ref, atol=1e-5)

@@ -110,7 +110,7 @@ def test_kernel_isa_names():
 
 
 @pytest.mark.parametrize("wanted", ["generic", "avx2", "avx512"])
-def test_environment_variable_lowers_the_isa(wanted):
+def test_environment_variable_lowers_the_isa(wanted, tmp_path):
     import os
     import subprocess
     import sys
@@ -119,6 +119,7 @@ def test_environment_variable_lowers_the_isa(wanted):
     out = subprocess.run(
         [sys.executable, "-c", "from microcnn import _core; print(_core.kernel_isa())"],
         env=env,
+        cwd=tmp_path,  # not the source tree, whose microcnn/ has no compiled _core
         capture_output=True,
         text=True,
         check=True,

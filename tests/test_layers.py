@@ -136,8 +136,10 @@ def test_dropout_training_and_inference():
     np.testing.assert_allclose(y[kept], 1 / 0.75, rtol=1e-6)
     dx = layer.backward(np.full_like(x, 2.0))
     np.testing.assert_array_equal(dx != 0, kept)  # the same mask on the way back
+    np.testing.assert_array_equal(layer.forward(x, training=True), y)  # same step, same mask
+    layer.commit_step()
     y2 = layer.forward(x, training=True)
-    assert not np.array_equal(y2 != 0, kept)  # a new mask each step
+    assert not np.array_equal(y2 != 0, kept)  # a new mask each completed step
 
 
 def test_inference_forward_keeps_nothing():

@@ -10,7 +10,7 @@ from _nets import blobs, one_hot, seed_network, tiny_network
 from _reference import conv2d, cross_entropy, maxpool2d, relu, softmax
 
 import microcnn
-from microcnn import callbacks, layers, optimizers
+from microcnn import _core, callbacks, layers, optimizers
 
 
 def test_seed_network_summary_reports_keras_param_count():
@@ -38,8 +38,9 @@ def test_build_paths_agree():
     assert a.output_shape == (None, 2) and b.output_shape == (None, 4) and c.output_shape == (None, 4)
 
 
-def _reference_forward(model, x, params):
-    """The model's function in float64 NumPy, with weights from `params` ({stable name: array})."""
+def _reference_forward(model, x, params, dropout_masks=None):
+    """The model's function in float64 NumPy, with weights from `params` ({stable name: array}) and the
+    given dropout masks ({layer index: mask including the 1/(1-rate) scale})."""
     out = np.asarray(x, np.float64)
     for i, layer in enumerate(model.layers):
         w = {name: params[f"layers.{i}.{layer.name}.{name}"] for name in layer.weight_names}
@@ -51,6 +52,8 @@ def _reference_forward(model, x, params):
             out = maxpool2d(out, layer.pool_size, layer.strides, layer.padding)
         elif isinstance(layer, layers.Flatten):
             out = out.reshape(len(out), -1)
+        elif isinstance(layer, layers.Dropout) and dropout_masks and i in dropout_masks:
+            out = out * dropout_masks[i]
         if getattr(layer, "activation", "linear") == "relu":
             out = relu(out)
         elif getattr(layer, "activation", "linear") == "softmax":
@@ -58,10 +61,11 @@ def _reference_forward(model, x, params):
     return out
 
 
-@pytest.mark.parametrize("head", ["dense_softmax", "softmax_layer", "unfused"])
-def test_gradients_match_float64_finite_differences(head):
+@pytest.mark.parametrize("head, dropout", [("dense_softmax", 0.0), ("softmax_layer", 0.0), ("unfused", 0.0),
+                                           ("dense_softmax", 0.4)])
+def test_gradients_match_float64_finite_differences(head, dropout):
     microcnn.set_seed(4)
-    model = tiny_network(head=head)
+    model = tiny_network(head=head, dropout=dropout)
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     assert model._fused_softmax() == (head != "unfused")
     x, y = blobs(6, seed=3)
@@ -70,9 +74,17 @@ def test_gradients_match_float64_finite_differences(head):
     loss, grads = model._gradients(x, labels, sample_weight=sample_weight)
 
     params = {k: v.astype(np.float64) for k, v in model.named_weights().items()}
+    masks = {}
+    if dropout:
+        index = next(i for i, layer in enumerate(model.layers) if isinstance(layer, layers.Dropout))
+        layer = model.layers[index]
+        # the mask of the step just computed (not committed), from the layer's (seed, step) counter
+        masks[index] = _core.dropout_forward(np.ones((len(x), 6), np.float32), dropout, layer._mask_seed,
+                                             layer._step).astype(np.float64)
+        assert 0 < np.count_nonzero(masks[index]) < masks[index].size
 
     def reference_loss():
-        return cross_entropy(_reference_forward(model, x, params), labels, sample_weight)
+        return cross_entropy(_reference_forward(model, x, params, masks), labels, sample_weight)
 
     assert loss == pytest.approx(reference_loss(), rel=1e-5)
     rng = np.random.default_rng(0)
@@ -195,7 +207,7 @@ def test_fit_on_iterable_matches_fit_on_arrays(source):
         model = tiny_network()
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         if use_arrays:
-            history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, validation_data=(x, y))
+            history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, validation_data=[x, y])
         elif source == "generator":
             def forever():
                 while True:
@@ -272,34 +284,45 @@ def test_learning_rate_is_settable_and_schedulable():
         model.optimizer.learning_rate = -1.0
 
 
-class InterruptAt(callbacks.Callback):
-    def __init__(self, batch):
-        super().__init__()
-        self.batch = batch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == self.batch:
-            raise KeyboardInterrupt
-
-
-def test_keyboard_interrupt_leaves_complete_steps_only():
+@pytest.mark.parametrize("where", ["batch_begin", "backward"])
+def test_keyboard_interrupt_leaves_complete_steps_only(where):
     x, y = blobs(24)
     microcnn.set_seed(9)
-    model = tiny_network()
+    layers.clear_session()
+    model = tiny_network(dropout=0.5)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    start = model.get_weights()
+    start, start_state = model.get_weights(), model.training_state()
+
+    class InterruptAtThirdBatch(callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 2 and where == "batch_begin":
+                raise KeyboardInterrupt
+
+    first = model.layers[0]
+    backward_calls = []
+
+    def backward_then_interrupt(dy, need_dx=True):
+        backward_calls.append(1)
+        if len(backward_calls) == 3 and where == "backward":
+            raise KeyboardInterrupt  # mid-step: after the forward pass and most of the backward pass
+        return type(first).backward(first, dy, need_dx)
+
+    first.backward = backward_then_interrupt
     with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, batch_size=8, shuffle=False, verbose=0, callbacks=[InterruptAt(2)])
+        model.fit(x, y, batch_size=8, shuffle=False, verbose=0, callbacks=[InterruptAtThirdBatch()])
     assert model.optimizer.iterations == 2
     assert all(layer._cache is None for layer in model.layers)
 
-    reference = tiny_network()
-    reference.build((None, 8, 8, 2))
+    layers.clear_session()  # the same layer names, so the same training-state keys
+    reference = tiny_network(dropout=0.5)
     reference.set_weights(start)
+    reference.set_training_state(start_state)
     reference.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     reference.train_on_batch(x[:8], y[:8])
     reference.train_on_batch(x[8:16], y[8:16])
     assert all(np.array_equal(u, v) for u, v in zip(model.get_weights(), reference.get_weights()))
+    state, expected_state = model.training_state(), reference.training_state()
+    assert state.keys() == expected_state.keys() and all(np.array_equal(state[k], expected_state[k]) for k in state)
 
 
 def test_ctrl_c_during_an_update_waits_for_the_whole_step(monkeypatch):
@@ -341,6 +364,12 @@ def test_usage_errors_are_clear():
     model.compile(loss="categorical_crossentropy")
     with pytest.raises(ValueError, match="sparse_categorical_crossentropy"):
         model.fit(x, y, verbose=0)
+    sparse = tiny_network()
+    sparse.compile(loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"y: expected integer class indices in \[0, 3\)"):
+        sparse.train_on_batch(x, y + 1)
+    with pytest.raises(ValueError, match="non-finite"):
+        sparse.train_on_batch(x, np.full(len(x), np.nan))
     with pytest.raises(ValueError, match="x: expected a batch of shape"):
         model.predict(np.zeros((2, 9, 9, 2), np.float32))
     with pytest.raises(ValueError, match="loss"):
@@ -349,3 +378,15 @@ def test_usage_errors_are_clear():
         model.compile(optimizer="rmsprop", loss="categorical_crossentropy")
     with pytest.raises(ValueError, match="batch_size"):
         model.evaluate(x, one_hot(y, 3), batch_size=0)
+
+
+def test_verbose_output(capsys):
+    x, y = blobs(16)
+    model = tiny_network()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert capsys.readouterr().out == ""
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=1, validation_data=(x, y))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("Epoch 2/2 - loss: ")
+    assert f"val_accuracy: {history.history['val_accuracy'][1]:.4f}" in lines[1]

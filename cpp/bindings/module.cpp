@@ -1,6 +1,8 @@
 // microcnn._core: the module definition. Each kernel family registers its functions from its own file.
 #include <pybind11/pybind11.h>
 
+#include "microcnn/allocator.hpp"
+
 namespace py = pybind11;
 
 namespace microcnn::bind {
@@ -16,6 +18,8 @@ PYBIND11_MODULE(_core, m) {
 #ifdef MICROCNN_VERSION
   m.attr("__version__") = MICROCNN_VERSION;
 #endif
+  // Reuse freed large blocks instead of re-faulting them every step (see allocator.hpp).
+  m.attr("_allocator_tuned") = microcnn::tune_allocator();
   using namespace microcnn::bind;
   bind_threads(m);
   bind_core(m);

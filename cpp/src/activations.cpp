@@ -29,7 +29,12 @@ void relu_backward(float* dx, const float* dy, const float* y, int64_t n) {
   {
     DenormalGuard guard;
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    // Load dy unconditionally: `y > 0 ? dy[i] : 0` is a conditional load the compiler will not vectorise,
+    // and its branch mispredicts on about half the elements of a real activation.
+    for (int64_t i = 0; i < n; ++i) {
+      const float g = dy[i];
+      dx[i] = y[i] > 0.0f ? g : 0.0f;
+    }
   }
 }
 

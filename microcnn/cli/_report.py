@@ -10,6 +10,12 @@ import numpy as np
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
 
+def _umask_mode():
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path, text):
     """Write text to path via a temporary file and a rename, so a crash never leaves half a file."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -17,6 +23,7 @@ def write_atomic(path, text):
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, _umask_mode())  # mkstemp makes 0600 files; these are ordinary outputs
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -70,6 +77,7 @@ def save_plots(out_dir, history, matrix, class_names):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return []
     written = []
@@ -82,6 +90,7 @@ def save_plots(out_dir, history, matrix, class_names):
             if val:
                 ax.plot(epochs[: len(val)], val, label="validation")
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(key)
             ax.grid(alpha=0.3)
             ax.legend()
@@ -113,6 +122,7 @@ def _savefig(fig, path):
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=100)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

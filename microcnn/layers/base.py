@@ -11,6 +11,9 @@ pair over whole batches:
 
 A new layer type subclasses Layer, creates weights with `add_weight` (trainable=False for state such as
 moving statistics, which come after the trainable weights as in Keras), and is decorated with `@register`.
+State that a training step changes besides the weights (moving statistics, dropout counters) should be
+computed in `forward` but stored in `commit_step()`, which the model calls together with the optimizer update
+(and Ctrl-C held off), so an interrupted step leaves no trace.
 """
 
 import re
@@ -156,6 +159,15 @@ class Layer:
             # In place, so optimizer state and other references keep pointing at the live array.
             np.copyto(self._weights[name], value, casting="unsafe")
 
+    def get_training_state(self):
+        """{name: int64/float32 array} of non-weight state a resumed run needs to continue exactly (e.g. a
+        dropout layer's mask counter); saved with the optimizer state. Most layers have none."""
+        return {}
+
+    def set_training_state(self, state):
+        if state:
+            raise ValueError(f"layer {self.name!r}: unexpected training state {sorted(state)}")
+
     def count_params(self):
         return int(sum(w.size for w in self.weights))
 
@@ -185,6 +197,9 @@ class Layer:
 
     def backward(self, dy, need_dx=True):
         raise NotImplementedError
+
+    def commit_step(self):
+        """Called after each completed training step, atomically with the optimizer update."""
 
     def clear_cache(self):
         self._cache = None

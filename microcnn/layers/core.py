@@ -128,15 +128,28 @@ class Dropout(Layer):
             return x
         if self._mask_seed is None:
             self.build(x.shape)
-        step, self._step = self._step, self._step + 1
-        self._cache = step
-        return _core.dropout_forward(x, self.rate, self._mask_seed, step)
+        self._cache = self._step
+        return _core.dropout_forward(x, self.rate, self._mask_seed, self._step)
+
+    def commit_step(self):
+        if self.rate > 0.0:
+            self._step += 1  # the next step draws a new mask
 
     def backward(self, dy, need_dx=True):
         step, self._cache = self._cache, None
         if step is None:  # forward ran with rate 0
             return dy
         return _core.dropout_backward(dy, self.rate, self._mask_seed, step) if need_dx else None
+
+    def get_training_state(self):
+        if self._mask_seed is None:
+            return {}
+        return {"mask_seed": np.array([self._mask_seed], np.int64), "step": np.array([self._step], np.int64)}
+
+    def set_training_state(self, state):
+        if set(state) != {"mask_seed", "step"}:
+            raise ValueError(f"layer {self.name!r}: expected training state mask_seed and step, got {sorted(state)}")
+        self._mask_seed, self._step = int(state["mask_seed"][0]), int(state["step"][0])
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "noise_shape": None, "seed": self.seed}

@@ -6,9 +6,10 @@
 // at (row, col) = A @ (r, c, 1), the convention of scipy.ndimage.affine_transform that Keras's
 // ImageDataGenerator uses. Bilinear: the four integer neighbours of (row, col) are weighted by distance; a
 // neighbour outside the image is resolved by the fill mode:
-//   Nearest   its index is clamped to the image (edge pixels repeat)
-//   Constant  it takes the value cval
-//   Reflect   its index is mirrored about the edge, half-sample symmetric (d c b a | a b c d | d c b a)
+//   Nearest   its index is clamped to the image (edge pixels repeat)             = scipy "nearest"
+//   Constant  it takes the value cval                                            = scipy "grid-constant"
+//   Reflect   its index is mirrored about the edge, half-sample symmetric        = scipy "reflect"
+//             (d c b a | a b c d | d c b a)
 // The output is written, never accumulated; the input is never modified. The oracle is the NumPy loop in
 // tests/test_augment.py (plus Pillow's affine transform on interior pixels).
 #pragma once
