@@ -53,3 +53,34 @@ def seed_network(input_shape, num_classes):
         Dropout(0.5),
         Dense(num_classes, activation="softmax"),
     ], name="seed")
+
+
+def _conv_bn_relu(filters):
+    """Conv 3x3 (no bias: the BatchNormalization's beta is the shift) -> BatchNormalization -> ReLU.
+
+    momentum 0.9 rather than Keras's 0.99: the moving statistics used at inference must settle within the
+    few hundred steps a small dataset gives (0.99 keeps ~70% of the initial 0/1 after 36 steps, 0.9 ~2%)."""
+    from .layers import BatchNormalization, Conv2D, ReLU
+
+    return [Conv2D(filters, (3, 3), padding="same", use_bias=False), BatchNormalization(momentum=0.9), ReLU()]
+
+
+@register_preset("small", "Conv32-BN, pool, 2x Conv64-BN, pool, 2x Conv128-BN, global average pool, Dropout, "
+                          "Dense (any image size)")
+def small_network(input_shape, num_classes):
+    from .layers import Dense, Dropout, GlobalAveragePooling2D, Input, MaxPooling2D
+    from .model import Sequential
+
+    return Sequential([
+        Input(input_shape),
+        *_conv_bn_relu(32),
+        MaxPooling2D((2, 2)),
+        *_conv_bn_relu(64),
+        *_conv_bn_relu(64),
+        MaxPooling2D((2, 2)),
+        *_conv_bn_relu(128),
+        *_conv_bn_relu(128),
+        GlobalAveragePooling2D(),
+        Dropout(0.1),
+        Dense(num_classes, activation="softmax"),
+    ], name="small")
