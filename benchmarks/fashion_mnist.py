@@ -85,8 +85,8 @@ class AugmentedBatches:
 
 
 class Clock(Callback):
-    """Training wall time, excluding the optional per-epoch test evaluation; stops training once the time
-    budget is spent (checked after every batch, so the overrun is at most one step)."""
+    """Training wall time, excluding the optional per-epoch test evaluation; with a time budget it stops
+    training once the budget is spent (checked after every step, so the overrun is at most one step)."""
 
     def __init__(self, budget=None, on_epoch=None):
         super().__init__()
@@ -94,7 +94,7 @@ class Clock(Callback):
         self.start, self.excluded, self.budget_hit = None, 0.0, False
 
     def elapsed(self):
-        return time.perf_counter() - self.start - self.excluded
+        return 0.0 if self.start is None else time.perf_counter() - self.start - self.excluded
 
     def on_train_begin(self, logs=None):
         self.start, self.excluded = time.perf_counter(), 0.0
@@ -109,6 +109,21 @@ class Clock(Callback):
             t = time.perf_counter()
             self.on_epoch(epoch, logs, self.elapsed())
             self.excluded += time.perf_counter() - t
+
+
+class BudgetedSchedule:
+    """A step schedule run on progress = max(step / total_steps, elapsed / budget): with a time budget the
+    learning rate anneals over the budget even when the machine is slower than planned, so a run cut short
+    by the budget still ends at the bottom of its schedule."""
+
+    def __init__(self, schedule, total_steps, clock):
+        self.schedule, self.total_steps, self.clock = schedule, total_steps, clock
+
+    def __call__(self, step):
+        progress = step / self.total_steps
+        if self.clock.budget:
+            progress = max(progress, self.clock.elapsed() / self.clock.budget)
+        return self.schedule(min(progress, 1.0) * self.total_steps)
 
 
 def predict_probs(model, x, tta, batch_size=500):
@@ -140,7 +155,8 @@ def build_parser():
     p.add_argument("--no-augment", action="store_true", help="no augmentation whatever the arch default")
     p.add_argument("--tta", action="store_true", help="also report accuracy averaged with the mirrored test image")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                   help="stop training when this much training time is spent")
+                   help="stop training when this much training time is spent; the schedule then runs on "
+                        "the larger of step and time progress, so it completes within the budget")
     p.add_argument("--eval-every-epoch", action="store_true",
                    help="print test accuracy after each epoch (not counted in the training time)")
     p.add_argument("--subset", type=int, default=None, help="train on the first N training images only")
@@ -169,12 +185,14 @@ def main(argv=None):
 
     model = build_model(args.arch, input_shape=(28, 28, 1), num_classes=10)
     train = AugmentedBatches(x_train, y_train, batch_size, shift, args.seed)
-    steps = epochs * len(train)
+    steps = max(epochs * len(train), 2)
+    clock = Clock(args.time_budget, None)
     if args.schedule == "onecycle":
-        learning_rate = OneCycle(lr, total_steps=max(steps, 2), pct_start=0.25)
+        learning_rate = BudgetedSchedule(OneCycle(lr, total_steps=steps, pct_start=0.25), steps, clock)
     elif args.schedule == "cosine":
-        learning_rate = CosineDecay(lr / 10, decay_steps=max(steps - len(train), 1), warmup_target=lr,
-                                    warmup_steps=len(train))
+        warmup = min(len(train), steps // 2)
+        cosine = CosineDecay(lr / 10, decay_steps=steps - warmup, warmup_target=lr, warmup_steps=warmup)
+        learning_rate = BudgetedSchedule(cosine, steps, clock)
     else:
         learning_rate = lr
     model.compile(optimizer=Adam(learning_rate=learning_rate), loss="sparse_categorical_crossentropy",
@@ -192,7 +210,7 @@ def main(argv=None):
             line += f" test_accuracy {acc:.4f}"
         print(f"{line} [{elapsed:.0f} s]", flush=True)
 
-    clock = Clock(args.time_budget, report_epoch)
+    clock.on_epoch = report_epoch
     model.fit(train, epochs=epochs, verbose=0, callbacks=[clock])
     train_time = clock.elapsed()
 
