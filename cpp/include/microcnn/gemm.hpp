@@ -8,8 +8,8 @@
 //
 // Loops (per thread): for each NC-wide column block of B, for each KC-deep slice, pack the B block (L3/L2),
 // for each MC-tall row block of A pack the A block (L2), then run the MR x NR register-tiled FMA micro-kernel
-// over it. Threads split M, N or (for small C with a int64_t reduction) K; a K split reduces the per-thread
-// partial results in thread order, so a result is reproducible for a given thread count. The ISA of the
+// over it. Threads split M, N or (for small C with a long reduction) K; a K split reduces the per-chunk
+// partial results in a fixed order, so a result is reproducible for a given thread count. The ISA of the
 // micro-kernel (generic C++, AVX2/FMA, AVX-512) is chosen at run time.
 #pragma once
 #include <cstdint>
