@@ -77,7 +77,7 @@ bool set_kernel_isa(const std::string& name) {
 
 // --- packing of strided operands -------------------------------------------------------------------------
 void StridedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const {
-  if (cs_ == 1) {  // row-major operand, row-major panels: one contiguous copy per row
+  if (rows_) {  // row-major operand, row-major panels: one contiguous copy per row
     const int padded = (mb + mr - 1) / mr * mr;
     for (int i = 0; i < padded; ++i) {
       float* d = dst + static_cast<int64_t>(i) * kPackedRowStride;
@@ -339,7 +339,7 @@ void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, in
 }
 
 void sgemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K) {
-  const StridedA pa(a, K, 1);
+  const StridedA pa(a, K, 1, /*rows_panels=*/N <= 128);
   const StridedB pb(b, N, 1);
   gemm(c, N, pa, pb, M, N, K);
 }
