@@ -8,11 +8,21 @@ dataset-fashion-mnist (/usr/share/datasets/fashion-mnist) or --data-dir.
     python benchmarks/fashion_mnist.py --arch seed --epochs 10
 """
 
+import argparse
 import gzip
 import math
 import os
+import sys
+import time
 
 import numpy as np
+
+import microcnn
+from microcnn.augment import ImageAugmenter
+from microcnn.callbacks import Callback
+from microcnn.optimizers import Adam
+from microcnn.presets import available_presets, build_model
+from microcnn.schedules import CosineDecay, OneCycle
 
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 FILES = {
@@ -45,3 +55,160 @@ def load_fashion_mnist(directory=DEFAULT_DIR):
     x_train = (arrays["x_train"].astype(np.float32) * scale)[..., None]
     x_test = (arrays["x_test"].astype(np.float32) * scale)[..., None]
     return x_train, arrays["y_train"].astype(np.int32), x_test, arrays["y_test"].astype(np.int32)
+
+
+class AugmentedBatches:
+    """Shuffled (x, y) batches, re-iterable once per epoch; with `shift` > 0 each batch is randomly flipped
+    left-right and shifted by up to `shift` of the image size (microcnn's ImageAugmenter: one C++ affine warp
+    per batch)."""
+
+    def __init__(self, x, y, batch_size, shift, seed):
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.images = 0
+        self.augmenter = None
+        if shift is not None:
+            self.augmenter = ImageAugmenter(shear_range=0.0, zoom_range=0.0, horizontal_flip=True,
+                                            width_shift_range=shift, height_shift_range=shift,
+                                            fill_mode="constant", cval=0.0, seed=seed + 1)
+
+    def __len__(self):
+        return (len(self.x) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        order = self.rng.permutation(len(self.x))
+        for start in range(0, len(self.x), self.batch_size):
+            index = np.sort(order[start:start + self.batch_size])
+            xb, yb = self.x[index], self.y[index]
+            self.images += len(index)
+            yield (xb if self.augmenter is None else self.augmenter(xb)), yb
+
+
+class Clock(Callback):
+    """Training wall time, excluding the optional per-epoch test evaluation; stops training once the time
+    budget is spent (checked after every batch, so the overrun is at most one step)."""
+
+    def __init__(self, budget=None, on_epoch=None):
+        super().__init__()
+        self.budget, self.on_epoch = budget, on_epoch
+        self.start, self.excluded, self.budget_hit = None, 0.0, False
+
+    def elapsed(self):
+        return time.perf_counter() - self.start - self.excluded
+
+    def on_train_begin(self, logs=None):
+        self.start, self.excluded = time.perf_counter(), 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.budget and self.elapsed() >= self.budget:
+            self.budget_hit = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.on_epoch is not None:
+            t = time.perf_counter()
+            self.on_epoch(epoch, logs, self.elapsed())
+            self.excluded += time.perf_counter() - t
+
+
+def predict_probs(model, x, tta, batch_size=500):
+    probs = model.predict(x, batch_size=batch_size)
+    if tta:  # average with the mirrored image: the training augmentation flips, so the model saw both
+        probs = probs + model.predict(np.ascontiguousarray(x[:, :, ::-1, :]), batch_size=batch_size)
+    return probs
+
+
+DEFAULTS = {  # arch: (epochs, batch size, peak learning rate, shift augmentation)
+    "seed": (10, 64, 2e-3, None),
+    "small": (8, 128, 3e-3, 0.1),
+}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--arch", default="small", help="a microcnn preset: " + ", ".join(available_presets()))
+    p.add_argument("--epochs", type=int, default=None, help="default: per arch ("
+                   + ", ".join(f"{a} {d[0]}" for a, d in DEFAULTS.items()) + ")")
+    p.add_argument("--batch-size", type=int, default=None, help="default: per arch")
+    p.add_argument("--lr", type=float, default=None, help="peak Adam learning rate (default: per arch)")
+    p.add_argument("--schedule", choices=("onecycle", "cosine", "constant"), default="onecycle",
+                   help="learning-rate schedule over the planned steps")
+    p.add_argument("--augment", type=float, nargs="?", const=0.1, default=None, metavar="SHIFT",
+                   help="random left-right flips and shifts up to SHIFT of the size (default: per arch; "
+                        "--augment alone: 0.1)")
+    p.add_argument("--no-augment", action="store_true", help="no augmentation whatever the arch default")
+    p.add_argument("--tta", action="store_true", help="also report accuracy averaged with the mirrored test image")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="stop training when this much training time is spent")
+    p.add_argument("--eval-every-epoch", action="store_true",
+                   help="print test accuracy after each epoch (not counted in the training time)")
+    p.add_argument("--subset", type=int, default=None, help="train on the first N training images only")
+    p.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=DEFAULT_DIR)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    epochs, batch_size, lr, shift = DEFAULTS.get(args.arch, (8, 128, 2e-3, None))
+    epochs = args.epochs or epochs
+    batch_size = args.batch_size or batch_size
+    lr = args.lr or lr
+    shift = None if args.no_augment else (args.augment if args.augment is not None else shift)
+    if args.threads:
+        microcnn._core.set_num_threads(args.threads)
+    microcnn.set_seed(args.seed)
+
+    t = time.perf_counter()
+    x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir)
+    if args.subset:
+        x_train, y_train = x_train[:args.subset], y_train[:args.subset]
+    print(f"Loaded Fashion-MNIST in {time.perf_counter() - t:.1f} s: train {x_train.shape}, test {x_test.shape}")
+
+    model = build_model(args.arch, input_shape=(28, 28, 1), num_classes=10)
+    train = AugmentedBatches(x_train, y_train, batch_size, shift, args.seed)
+    steps = epochs * len(train)
+    if args.schedule == "onecycle":
+        learning_rate = OneCycle(lr, total_steps=max(steps, 2), pct_start=0.25)
+    elif args.schedule == "cosine":
+        learning_rate = CosineDecay(lr / 10, decay_steps=max(steps - len(train), 1), warmup_target=lr,
+                                    warmup_steps=len(train))
+    else:
+        learning_rate = lr
+    model.compile(optimizer=Adam(learning_rate=learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    threads = microcnn._core.get_num_threads()
+    print(f"{args.arch}: {model.count_params():,} parameters; {epochs} epochs of {len(train)} steps, batch "
+          f"{batch_size}, Adam {args.schedule} peak lr {lr:g}, augmentation "
+          f"{'none' if shift is None else f'flip + shift {shift:g}'}, {threads} thread(s), "
+          f"kernels {microcnn._core.kernel_isa()}", flush=True)
+
+    def report_epoch(epoch, logs, elapsed):
+        line = f"epoch {epoch + 1}: loss {logs['loss']:.4f} accuracy {logs['accuracy']:.4f} lr {logs['lr']:.2e}"
+        if args.eval_every_epoch:
+            acc = float(np.mean(np.argmax(predict_probs(model, x_test, False), axis=1) == y_test))
+            line += f" test_accuracy {acc:.4f}"
+        print(f"{line} [{elapsed:.0f} s]", flush=True)
+
+    clock = Clock(args.time_budget, report_epoch)
+    model.fit(train, epochs=epochs, verbose=0, callbacks=[clock])
+    train_time = clock.elapsed()
+
+    t = time.perf_counter()
+    probs = predict_probs(model, x_test, False)
+    eval_time = time.perf_counter() - t
+    accuracy = float(np.mean(np.argmax(probs, axis=1) == y_test))
+    print(f"\nRESULT arch={args.arch} test_accuracy={accuracy:.4f} train_time={train_time:.1f}s "
+          f"images={train.images} img_per_s={train.images / train_time:.0f} epochs_run={len(model.history.epoch)}"
+          f"{' (time budget hit)' if clock.budget_hit else ''} params={model.count_params()} "
+          f"test_eval={eval_time:.1f}s ({len(x_test) / eval_time:.0f} img/s)")
+    if args.tta:
+        tta = float(np.mean(np.argmax(predict_probs(model, x_test, True), axis=1) == y_test))
+        print(f"RESULT arch={args.arch} test_accuracy_flip_tta={tta:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

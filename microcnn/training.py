@@ -32,6 +32,11 @@ def _defer_keyboard_interrupt():
             signal.raise_signal(signal.SIGINT)
 
 
+def _batch_size(value):
+    """Keras treats batch_size=None as 32 (and ignores it for batch sources)."""
+    return 32 if value is None else positive_int("batch_size", value)
+
+
 class _Totals:
     """Running loss (weighted by batch size, as Keras) and accuracy over an epoch."""
 
@@ -180,7 +185,7 @@ class TrainingMixin:
     def evaluate(self, x=None, y=None, batch_size=32, verbose=0, sample_weight=None, steps=None,
                  return_dict=False):
         self._require_compiled("evaluate")
-        source = make_source(x, y, sample_weight, positive_int("batch_size", batch_size), "x", steps)
+        source = make_source(x, y, sample_weight, _batch_size(batch_size), "x", steps)
         totals = self._run_epoch(source, None, None, training=False, verbose=verbose, desc="Evaluate")
         if totals.count == 0:
             raise ValueError("x: yielded no batches to evaluate")
@@ -220,7 +225,7 @@ class TrainingMixin:
             steps_per_epoch=None, validation_steps=None, validation_batch_size=None):
         """Train; returns a History whose .history holds per-epoch loss, metrics, val_* and lr."""
         self._require_compiled("fit")
-        batch_size = positive_int("batch_size", batch_size)
+        batch_size = _batch_size(batch_size)
         epochs = int(positive_int("epochs", epochs))
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or not 0 <= initial_epoch:
             raise ValueError(f"initial_epoch: expected an integer >= 0, got {initial_epoch!r}")
@@ -286,7 +291,7 @@ class TrainingMixin:
     # --- inference -------------------------------------------------------------------------------------
     def predict(self, x, batch_size=32, verbose=0, steps=None):
         """Outputs for every sample, batch by batch, in inference mode (nothing kept for backward)."""
-        source = make_source(x, None, None, positive_int("batch_size", batch_size), "x", steps)
+        source = make_source(x, None, None, _batch_size(batch_size), "x", steps)
         bar = None
         if verbose == 1:
             from tqdm.auto import tqdm

@@ -39,83 +39,47 @@ struct PixelCursor {
 
 }  // namespace
 
-// dst[t*kb*mr + k*mr + i] = im2col[i0 + t*mr + i, p0 + k]
+// Row-major panels: row i of the block at dst + i*kPackedRowStride holds im2col[i0 + i, p0 : p0 + kb], copied
+// as contiguous runs (C channels of one tap, or all S*C of a kernel row inside the input).
 void Im2colA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const {
   const int64_t C = g_.Cs;
-  const bool unit_transposed = g_.stride_h == 1 && g_.stride_w == 1;
+  const int padded = (mb + mr - 1) / mr * mr;
   PixelCursor px(i0, g_.Ho, g_.Wo);
-  for (int t = 0; t * mr < mb; ++t) {
-    float* d = dst + static_cast<int64_t>(t) * kb * mr;
-    const int rows = std::min(mr, mb - t * mr);
-    if (rows == mr && px.w + mr <= g_.Wo && (!g_.transposed_conv || unit_transposed)) {
-      // Fast path: the mr rows are consecutive pixels of one output row, so every tap (r, s) reads one input
-      // row at evenly spaced columns; each k fills mr contiguous panel entries.
-      int64_t h_base, w_base, w_step, sign;
-      if (!g_.transposed_conv) {
-        h_base = px.h * g_.stride_h - g_.pad_top;
-        w_base = px.w * g_.stride_w - g_.pad_left;
-        w_step = g_.stride_w;
-        sign = 1;
-      } else {
-        h_base = px.h + g_.pad_top;
-        w_base = px.w + g_.pad_left;
-        w_step = 1;
-        sign = -1;
-      }
-      int64_t r = (p0 / C) / g_.S, s = (p0 / C) % g_.S, c = p0 % C;
-      for (int k = 0; k < kb;) {
-        const int run = static_cast<int>(std::min<int64_t>(C - c, kb - k));
-        const int64_t h = h_base + sign * r, w0 = w_base + sign * s;
-        float* out = d + static_cast<int64_t>(k) * mr;
-        if (h < 0 || h >= g_.Hs) {
-          std::fill(out, out + static_cast<int64_t>(run) * mr, 0.0f);
-        } else {
-          const float* row = g_.src + (px.n * g_.Hs + h) * g_.Ws * C;
-          if (w0 >= 0 && w0 + (mr - 1) * w_step < g_.Ws) {
-            const float* src = row + w0 * C + c;
-            const int64_t step = w_step * C;
-            for (int j = 0; j < run; ++j, out += mr, ++src)
-              for (int i = 0; i < mr; ++i) out[i] = src[i * step];
-          } else {
-            for (int j = 0; j < run; ++j, out += mr)
-              for (int i = 0; i < mr; ++i) {
-                const int64_t w = w0 + i * w_step;
-                out[i] = (w >= 0 && w < g_.Ws) ? row[w * C + c + j] : 0.0f;
-              }
-          }
-        }
-        k += run;
-        c = 0;
-        if (++s == g_.S) {
-          s = 0;
-          ++r;
-        }
-      }
-      for (int i = 0; i < mr; ++i) px.next();
+  for (int i = 0; i < padded; ++i) {
+    float* d = dst + static_cast<int64_t>(i) * kPackedRowStride;
+    if (i >= mb) {
+      std::fill(d, d + kb, 0.0f);
       continue;
     }
-    for (int i = 0; i < rows; ++i, px.next()) {
-      int64_t r = (p0 / C) / g_.S, s = (p0 / C) % g_.S, c = p0 % C;
-      for (int k = 0; k < kb;) {
-        const int run = static_cast<int>(std::min<int64_t>(C - c, kb - k));
-        const float* src = g_.tap(px.n, px.h, px.w, r, s);
-        float* out = d + static_cast<int64_t>(k) * mr + i;
-        if (src) {
-          src += c;
-          for (int j = 0; j < run; ++j) out[j * mr] = src[j];
-        } else {
-          for (int j = 0; j < run; ++j) out[j * mr] = 0.0f;
-        }
+    int64_t r = (p0 / C) / g_.S, s = (p0 / C) % g_.S, c = p0 % C;
+    const int64_t w_first = px.w * g_.stride_w - g_.pad_left;  // forward: input column of tap s = 0
+    const bool row_inside = !g_.transposed_conv && w_first >= 0 && w_first + g_.S <= g_.Ws;
+    for (int k = 0; k < kb;) {
+      if (row_inside && s == 0 && c == 0) {  // the whole kernel row r: S*C contiguous values
+        const int run = static_cast<int>(std::min<int64_t>(g_.S * C, kb - k));
+        const int64_t h = px.h * g_.stride_h - g_.pad_top + r;
+        if (h >= 0 && h < g_.Hs)
+          std::memcpy(d + k, g_.src + ((px.n * g_.Hs + h) * g_.Ws + w_first) * C, sizeof(float) * run);
+        else
+          std::fill(d + k, d + k + run, 0.0f);
         k += run;
-        c = 0;
-        if (++s == g_.S) {
-          s = 0;
-          ++r;
-        }
+        ++r;
+        continue;
+      }
+      const int run = static_cast<int>(std::min<int64_t>(C - c, kb - k));
+      const float* src = g_.tap(px.n, px.h, px.w, r, s);
+      if (src)
+        std::memcpy(d + k, src + c, sizeof(float) * run);
+      else
+        std::fill(d + k, d + k + run, 0.0f);
+      k += run;
+      c = 0;
+      if (++s == g_.S) {
+        s = 0;
+        ++r;
       }
     }
-    for (int i = rows; i < mr; ++i)
-      for (int k = 0; k < kb; ++k) d[static_cast<int64_t>(k) * mr + i] = 0.0f;
+    px.next();
   }
 }
 

@@ -45,6 +45,7 @@ Im2col backward_data_im2col(const float* dy, const ConvShape& s);
 class Im2colA final : public PanelA {
  public:
   explicit Im2colA(const Im2col& g) : g_(g) {}
+  bool rows_layout() const override { return true; }
   void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const override;
 
  private:

@@ -19,6 +19,43 @@ def build_compiled_model(arch, input_shape, num_classes, learning_rate):
     return model
 
 
+def learning_rate_for(settings, steps_per_epoch):
+    """The optimizer's learning rate: a float, or for --schedule cosine a CosineDecay over every step of the
+    run (a resumed run continues it: the optimizer's step count is in the checkpoint)."""
+    if settings["schedule"] == "cosine":
+        from ..schedules import CosineDecay
+
+        return CosineDecay(settings["lr"], decay_steps=max(1, settings["epochs"] * steps_per_epoch))
+    return settings["lr"]
+
+
+def training_callbacks(settings, has_validation):
+    """EarlyStopping for --patience and ReduceLROnPlateau for --schedule plateau, on val_loss (on the
+    training loss when there are no validation images)."""
+    from ..callbacks import EarlyStopping, ReduceLROnPlateau
+
+    monitor = "val_loss" if has_validation else "loss"
+    callbacks = []
+    if settings["schedule"] == "plateau":
+        callbacks.append(ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2, min_lr=settings["lr"] / 100))
+    if settings["patience"] is not None:
+        callbacks.append(EarlyStopping(monitor=monitor, patience=settings["patience"], restore_best_weights=True))
+    return callbacks
+
+
+def class_weights_for(mode, ds):
+    """None, or for --class-weight auto {class index: n_images / (n_classes * class images)}."""
+    if mode != "auto":
+        return None
+    from ..class_weights import class_counts, compute_class_weight
+
+    counts = class_counts(ds.y_train, ds.num_classes)
+    empty = [ds.class_names[c] for c in range(ds.num_classes) if counts[c] == 0]
+    if empty:
+        raise RuntimeError(f"--class-weight auto: no training images for class {', '.join(empty)}")
+    return compute_class_weight(counts)
+
+
 def rng_state():
     """microcnn's global generator state (it draws the dropout masks)."""
     from .. import _seeding

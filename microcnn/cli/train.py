@@ -31,9 +31,18 @@ from ._common import (
     run,
     set_threads,
 )
-from ._training import Tracker, build_compiled_model, restore_rng_state, rng_state
+from ._training import (
+    Tracker,
+    build_compiled_model,
+    class_weights_for,
+    learning_rate_for,
+    restore_rng_state,
+    rng_state,
+    training_callbacks,
+)
 
 PROG = "microcnn-train"
+SCHEDULES = ("constant", "cosine", "plateau")
 CHECKPOINT = "checkpoint"
 MARKER = "microcnn-train"  # metadata["trained_by"]: the model and checkpoint directories this tool wrote
 
@@ -68,6 +77,14 @@ def build_parser():
                    help="hold out fraction F per class when DATASET has no validation/ folder")
     p.add_argument("--arch", choices=sorted(available_presets()), default="seed",
                    help="network architecture (default seed)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                   help="learning rate: constant; cosine decay to 0 over the run; or plateau: halve it when "
+                        "val_loss has not improved for 2 epochs (default constant)")
+    p.add_argument("--patience", type=positive_int, default=None, metavar="N",
+                   help="stop early when val_loss has not improved for N epochs")
+    p.add_argument("--class-weight", choices=("none", "auto"), default="none",
+                   help="auto: weight each class by n_images / (n_classes * its images), for imbalanced "
+                        "datasets (default none)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run saved in OUT/checkpoint/")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the model in a non-empty OUT (only the files this tool writes)")
@@ -115,7 +132,8 @@ def _main(argv):
     train = ds.batches("train", settings["batch_size"], augmenter=augmenter, seed=shuffle_seed)
     validation = ds.batches("validation", settings["batch_size"]) if len(ds.x_val) else None
     if resume is None:
-        model = build_compiled_model(settings["arch"], ds.input_shape, ds.num_classes, settings["lr"])
+        model = build_compiled_model(settings["arch"], ds.input_shape, ds.num_classes,
+                                     learning_rate_for(settings, len(train)))
         tracker = Tracker(len(train), settings["epochs"], validation is not None)
     else:
         model = microcnn.load_model(out / CHECKPOINT)
@@ -134,14 +152,20 @@ def _main(argv):
     }
     start = tracker.epochs_completed
     threads = microcnn._core.get_num_threads()
+    class_weight = class_weights_for(settings["class_weight"], ds)
+    callbacks = [tracker] + training_callbacks(settings, validation is not None)
+    schedule = "" if settings["schedule"] == "constant" else f" ({settings['schedule']} schedule)"
     print(f"{'Resuming' if resume else 'Training'} {settings['arch']} ({model.count_params():,} parameters) "
           f"from epoch {start + 1} to {settings['epochs']}: batch {settings['batch_size']}, Adam lr "
-          f"{settings['lr']:g}, {'no augmentation' if augmenter is None else 'shear/zoom/flip augmentation'}, "
+          f"{settings['lr']:g}{schedule}, "
+          f"{'no augmentation' if augmenter is None else 'shear/zoom/flip augmentation'}, "
           f"seed {settings['seed']}, {threads} thread{'s' if threads != 1 else ''}", flush=True)
+    if class_weight is not None:
+        print("Class weights: " + ", ".join(f"{ds.class_names[c]} {w:.3g}" for c, w in class_weight.items()))
     t0 = time.perf_counter()
     try:
         model.fit(train, epochs=settings["epochs"], initial_epoch=start, validation_data=validation,
-                  callbacks=[tracker], verbose=0)
+                  callbacks=callbacks, class_weight=class_weight, verbose=0)
     except KeyboardInterrupt:
         tracker.close()
         print("\nInterrupted: saving a checkpoint ...", file=sys.stderr, flush=True)
@@ -165,19 +189,23 @@ def _progress(items, split):
 
 _SETTING_KEYS = ("epochs", "batch_size", "image_size", "lr", "color", "seed", "no_augment", "validation_split",
                  "arch")
+# Added later: a checkpoint written before them resumes with these values.
+_LATER_SETTINGS = {"schedule": "constant", "patience": None, "class_weight": "none"}
 
 
 def _settings(args, resume):
     """The run's settings: from the command line, or for --resume from the checkpoint (except --epochs)."""
     if resume is not None:
         settings = {k: resume["training"][k] for k in _SETTING_KEYS}
+        settings.update({k: resume["training"].get(k, v) for k, v in _LATER_SETTINGS.items()})
         if args.epochs is not None:
             settings["epochs"] = args.epochs
         return settings
     seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
     return {"epochs": args.epochs or 20, "batch_size": args.batch_size, "image_size": list(args.image_size),
             "lr": args.lr, "color": args.color, "seed": seed, "no_augment": args.no_augment,
-            "validation_split": args.validation_split, "arch": args.arch}
+            "validation_split": args.validation_split, "arch": args.arch, "schedule": args.schedule,
+            "patience": args.patience, "class_weight": args.class_weight}
 
 
 def _is_ours(folder):

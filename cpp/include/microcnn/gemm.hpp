@@ -32,11 +32,18 @@ std::vector<std::string> available_kernel_isas();
 bool set_kernel_isa(const std::string& name);
 
 // --- panel sources -----------------------------------------------------------------------------------
-// Copies A[i0:i0+mb, p0:p0+kb] into ceil(mb/mr) micro-panels, panel t at dst + t*kb*mr holding
-// dst[t*kb*mr + k*mr + i] = A[i0 + t*mr + i, p0 + k]; rows at or past mb are zero.
+// Row stride of row-major A panels; no kernel's KC block is deeper.
+constexpr int kPackedRowStride = 256;
+
+// Copies A[i0:i0+mb, p0:p0+kb] into ceil(mb/mr) micro-panels; rows at or past mb are zero. Layout:
+//   k-major (rows_layout() false): panel t at dst + t*kb*mr, dst[t*kb*mr + k*mr + i] = A[i0 + t*mr + i, p0 + k]
+//   row-major (rows_layout() true): row i of panel t at dst + (t*mr + i)*kPackedRowStride, holding kb values.
+// Row-major suits sources whose rows are contiguous runs (row-major matrices, im2col rows): packing is a
+// copy rather than a transpose, and the micro-kernel reads the rows directly.
 class PanelA {
  public:
   virtual ~PanelA() = default;
+  virtual bool rows_layout() const { return false; }
   virtual void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const = 0;
 };
 
@@ -53,6 +60,7 @@ class PanelB {
 class StridedA final : public PanelA {
  public:
   StridedA(const float* data, int64_t row_stride, int64_t col_stride) : d_(data), rs_(row_stride), cs_(col_stride) {}
+  bool rows_layout() const override { return cs_ == 1; }
   void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const override;
 
  private:

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <vector>
 
@@ -76,6 +77,17 @@ bool set_kernel_isa(const std::string& name) {
 
 // --- packing of strided operands -------------------------------------------------------------------------
 void StridedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const {
+  if (cs_ == 1) {  // row-major operand, row-major panels: one contiguous copy per row
+    const int padded = (mb + mr - 1) / mr * mr;
+    for (int i = 0; i < padded; ++i) {
+      float* d = dst + static_cast<int64_t>(i) * kPackedRowStride;
+      if (i < mb)
+        std::memcpy(d, d_ + (i0 + i) * rs_ + p0, sizeof(float) * kb);
+      else
+        std::fill(d, d + kb, 0.0f);
+    }
+    return;
+  }
   for (int t = 0; t * mr < mb; ++t) {
     float* d = dst + static_cast<int64_t>(t) * kb * mr;
     const int64_t ib = i0 + static_cast<int64_t>(t) * mr;
@@ -161,6 +173,11 @@ struct Problem {
   bool accumulate;
 };
 
+// Floats of one packed A block of mb rows and depth kb.
+size_t a_block_size(const PanelA& a, int kb, int mb, int mr) {
+  return static_cast<size_t>(a.rows_layout() ? kPackedRowStride : kb) * round_up(mb, mr);
+}
+
 // Micro-kernels over one packed A block (mb rows) x one packed B block (nb columns) of the slice starting at
 // C(ic, jc). `last` marks the final K slice: only then are bias and ReLU applied.
 void run_tiles(const Problem& p, const float* abuf, const float* bbuf, int64_t ic, int mb, int64_t jc, int nb, int kb,
@@ -169,20 +186,23 @@ void run_tiles(const Problem& p, const float* abuf, const float* bbuf, int64_t i
   const int mr = ki.mr, nr = ki.nr;
   const float* bias = last ? p.bias : nullptr;
   const bool relu = last && p.relu;
+  const bool rows = p.a.rows_layout();
+  const gd::MicroKernel kernel = rows ? ki.kernel_rows : ki.kernel;
+  const int64_t a_panel = rows ? static_cast<int64_t>(mr) * kPackedRowStride : static_cast<int64_t>(kb) * mr;
   for (int jr = 0; jr < nb; jr += nr) {
     const int nn = std::min(nr, nb - jr);
     const float* bp = bbuf + static_cast<int64_t>(jr / nr) * kb * nr;
     const float* bias_j = bias ? bias + jc + jr : nullptr;
     for (int ir = 0; ir < mb; ir += mr) {
       const int mm = std::min(mr, mb - ir);
-      const float* ap = abuf + static_cast<int64_t>(ir / mr) * kb * mr;
+      const float* ap = abuf + (ir / mr) * a_panel;
       float* ct = p.c + (ic + ir) * p.ldc + jc + jr;
       if (mm == mr && nn == nr) {
-        ki.kernel(kb, ap, bp, ct, p.ldc, accumulate, bias_j, relu);
+        kernel(kb, ap, bp, ct, p.ldc, accumulate, bias_j, relu);
         continue;
       }
       float* edge = tl_edge.get(static_cast<size_t>(mr) * nr);
-      ki.kernel(kb, ap, bp, edge, nr, false, nullptr, false);
+      kernel(kb, ap, bp, edge, nr, false, nullptr, false);
       for (int i = 0; i < mm; ++i)
         for (int j = 0; j < nn; ++j) {
           float v = edge[i * nr + j];
@@ -206,7 +226,7 @@ void gemm_range(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1
       p.b.pack(bbuf, pc, kb, jc, nb, ki.nr);
       for (int64_t ic = i0; ic < i1; ic += ki.mc) {
         const int mb = static_cast<int>(std::min<int64_t>(ki.mc, i1 - ic));
-        float* abuf = tl_a.get(static_cast<size_t>(kb) * round_up(mb, ki.mr));
+        float* abuf = tl_a.get(a_block_size(p.a, kb, mb, ki.mr));
         p.a.pack(abuf, ic, mb, pc, kb, ki.mr);
         run_tiles(p, abuf, bbuf, ic, mb, jc, nb, kb, p.accumulate || pc != k0, pc + kb == k1);
       }
@@ -246,7 +266,7 @@ void gemm_split_m(const Problem& p, int64_t M, int64_t N, int64_t K, int threads
         for (int64_t blk = 0; blk < row_blocks; ++blk) {
           const int64_t ic = blk * mc;
           const int mb = static_cast<int>(std::min<int64_t>(mc, M - ic));
-          float* abuf = tl_a.get(static_cast<size_t>(kb) * round_up(mb, ki.mr));
+          float* abuf = tl_a.get(a_block_size(p.a, kb, mb, ki.mr));
           p.a.pack(abuf, ic, mb, pc, kb, ki.mr);
           run_tiles(p, abuf, bbuf, ic, mb, jc, nb, kb, p.accumulate || pc != 0, pc + kb == K);
         }

@@ -9,6 +9,7 @@ namespace {
 constexpr int MR = 6;
 constexpr int NR = 16;
 
+template <bool ROWS>
 void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, const float* bias,
             bool relu) {
   __m256 c0[MR], c1[MR];
@@ -19,11 +20,11 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, b
     const __m256 b1 = _mm256_load_ps(b + 8);
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
-      const __m256 ai = _mm256_broadcast_ss(a + i);
+      const __m256 ai = _mm256_broadcast_ss(ROWS ? a + i * kPackedRowStride : a + i);
       c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
       c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
     }
-    a += MR;
+    a += ROWS ? 1 : MR;
     b += NR;
   }
   const __m256 zero = _mm256_setzero_ps();
@@ -53,7 +54,7 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, b
 }  // namespace
 
 const KernelInfo& avx2_kernel() {
-  static const KernelInfo info{Isa::avx2, "avx2/fma", MR, NR, 240, 256, 2048, kernel};
+  static const KernelInfo info{Isa::avx2, "avx2/fma", MR, NR, 240, 256, 2048, kernel<false>, kernel<true>};
   return info;
 }
 

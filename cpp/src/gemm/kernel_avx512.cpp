@@ -9,6 +9,7 @@ namespace {
 constexpr int MR = 12;
 constexpr int NR = 32;
 
+template <bool ROWS>
 void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, const float* bias,
             bool relu) {
   __m512 c0[MR], c1[MR];
@@ -19,11 +20,11 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, b
     const __m512 b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
-      const __m512 ai = _mm512_set1_ps(a[i]);
+      const __m512 ai = _mm512_set1_ps(ROWS ? a[i * kPackedRowStride] : a[i]);
       c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
       c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
     }
-    a += MR;
+    a += ROWS ? 1 : MR;
     b += NR;
   }
   const __m512 zero = _mm512_setzero_ps();
@@ -53,7 +54,7 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, b
 }  // namespace
 
 const KernelInfo& avx512_kernel() {
-  static const KernelInfo info{Isa::avx512, "avx512", MR, NR, 240, 256, 2048, kernel};
+  static const KernelInfo info{Isa::avx512, "avx512", MR, NR, 240, 256, 2048, kernel<false>, kernel<true>};
   return info;
 }
 

@@ -7,15 +7,16 @@ namespace {
 constexpr int MR = 4;
 constexpr int NR = 16;
 
+template <bool ROWS>
 void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, const float* bias,
             bool relu) {
   float acc[MR][NR] = {};
   for (int64_t k = 0; k < kc; ++k) {
     for (int i = 0; i < MR; ++i) {
-      const float ai = a[i];
+      const float ai = ROWS ? a[i * kPackedRowStride] : a[i];
       for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
     }
-    a += MR;
+    a += ROWS ? 1 : MR;
     b += NR;
   }
   for (int i = 0; i < MR; ++i) {
@@ -33,7 +34,7 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, b
 }  // namespace
 
 const KernelInfo& generic_kernel() {
-  static const KernelInfo info{Isa::generic, "generic", MR, NR, 256, 256, 2048, kernel};
+  static const KernelInfo info{Isa::generic, "generic", MR, NR, 256, 256, 2048, kernel<false>, kernel<true>};
   return info;
 }
 

@@ -4,9 +4,10 @@
 
 namespace microcnn::gemm_detail {
 
-// c (MR,NR) tile, row stride ldc  =  [c +] a_panel (kc x MR, k-major) @ b_panel (kc x NR, k-major)
+// c (MR,NR) tile, row stride ldc  =  [c +] a_panel (MR x kc) @ b_panel (kc x NR, k-major)
 //                                    [+ bias (NR,)] [ReLU].
-// Panels are 64-byte aligned (b_panel rows are NR floats); c may be unaligned.
+// a_panel is k-major (a[k*MR + i]) for `kernel` and row-major with the fixed row stride kPackedRowStride
+// (a[i*kPackedRowStride + k]) for `kernel_rows`. Panels are 64-byte aligned; c may be unaligned.
 using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate,
                              const float* bias, bool relu);
 
@@ -15,7 +16,8 @@ struct KernelInfo {
   const char* name;
   int mr, nr;      // register tile
   int mc, kc, nc;  // cache blocks: A block mc x kc in L2, B block kc x nc in L3, B micro-panel kc x nr in L1
-  MicroKernel kernel;
+  MicroKernel kernel;       // k-major A panels
+  MicroKernel kernel_rows;  // row-major A panels
 };
 
 const KernelInfo& generic_kernel();
