@@ -301,11 +301,11 @@ def test_keyboard_interrupt_leaves_complete_steps_only(where):
     first = model.layers[0]
     backward_calls = []
 
-    def backward_then_interrupt(dy, need_dx=True):
+    def backward_then_interrupt(dy, **kwargs):
         backward_calls.append(1)
         if len(backward_calls) == 3 and where == "backward":
             raise KeyboardInterrupt  # mid-step: after the forward pass and most of the backward pass
-        return type(first).backward(first, dy, need_dx)
+        return type(first).backward(first, dy, **kwargs)
 
     first.backward = backward_then_interrupt
     with pytest.raises(KeyboardInterrupt):
