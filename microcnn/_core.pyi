@@ -86,7 +86,8 @@ def softmax_cross_entropy(
     """logits (N,M); labels int32 (N,) class indices or float32 (N,M) one-hot/probabilities;
     sample_weight (N,) or None. Returns (loss, probs (N,M), dlogits (N,M)) with
     loss = sum_i w_i * CE_i / N (Keras's sum-over-batch-size) and dlogits = w_i * (probs - onehot) / N.
-    A label outside [0, M) raises ValueError."""
+    (For float label rows that do not sum to 1, dlogits = w_i * (sum(t_i) * probs - t_i) / N: the exact
+    gradient of loss.) A label outside [0, M) raises ValueError."""
 
 # --- dense ----------------------------------------------------------------------------------------------
 def dense_forward(x: F32, w: F32, b: Optional[F32], relu: bool = False) -> F32:

@@ -36,11 +36,20 @@ def _list_class_dirs(folder):
     return sorted(p for p in Path(folder).iterdir() if p.is_dir() and not is_ignored(p.name))
 
 
-def _walk_files(folder):
-    """All non-ignored files below folder, sorted, without entering ignored folders."""
-    found = []
+def walk_files(folder):
+    """All non-ignored files below folder, sorted, without entering ignored folders. Symbolic links to
+    folders are followed (class folders are often links to the data), each real folder only once, so a
+    link back up the tree (to folder or above it) is not entered."""
+    top = os.path.realpath(folder)
+    found, seen = [], {top}
     for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not is_ignored(d))
+        keep = []
+        for d in sorted(dirs):
+            real = os.path.realpath(os.path.join(root, d))
+            if not is_ignored(d) and real not in seen and not top.startswith(real + os.sep):
+                seen.add(real)
+                keep.append(d)
+        dirs[:] = keep
         found.extend(Path(root) / f for f in sorted(files) if not is_ignored(f))
     return found
 
@@ -53,7 +62,7 @@ def _scan_split(folder, class_names=None):
     found, non_images = {}, []
     for d in class_dirs:
         paths = []
-        for p in _walk_files(d):
+        for p in walk_files(d):
             (paths if p.suffix.lower() in extensions else non_images).append(p)
         found[d.name] = paths
     if class_names is None:

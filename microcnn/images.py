@@ -3,7 +3,8 @@
 The rule, stored as the model's `preprocessing` dict and applied again by `microcnn-predict`:
 
 1. Open with Pillow, first frame only (multi-page TIFF, animated GIF), EXIF orientation applied
-   (`ImageOps.exif_transpose`), alpha dropped.
+   (`ImageOps.exif_transpose`), alpha dropped. Large JPEGs are decoded at a reduced DCT scale that still
+   covers the target size (Pillow's `draft`).
 2. 8-bit images (modes 1, L, P, RGB, RGBA, CMYK, ...) stay 8-bit; an RGB image whose three channels are
    identical counts as single-channel. High-bit-depth images (16-bit integer "I;16*", 32-bit integer "I",
    32-bit float "F") are kept at full precision as float32.
@@ -71,6 +72,11 @@ def decode(path, image_size):
         try:
             with Image.open(path) as im:
                 _raise_on_bomb_warning(caught)
+                if im.format == "JPEG":
+                    # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still covers the target size
+                    # (square: EXIF may rotate): several times faster for camera-sized JPEGs.
+                    side = max(height, width)
+                    im.draft(im.mode, (side, side))
                 im = ImageOps.exif_transpose(im)
                 im.load()
                 _raise_on_bomb_warning(caught)

@@ -301,11 +301,11 @@ def test_keyboard_interrupt_leaves_complete_steps_only(where):
     first = model.layers[0]
     backward_calls = []
 
-    def backward_then_interrupt(dy, need_dx=True):
+    def backward_then_interrupt(dy, **kwargs):
         backward_calls.append(1)
         if len(backward_calls) == 3 and where == "backward":
             raise KeyboardInterrupt  # mid-step: after the forward pass and most of the backward pass
-        return type(first).backward(first, dy, need_dx)
+        return type(first).backward(first, dy, **kwargs)
 
     first.backward = backward_then_interrupt
     with pytest.raises(KeyboardInterrupt):
@@ -390,3 +390,29 @@ def test_verbose_output(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[1].startswith("Epoch 2/2 - loss: ")
     assert f"val_accuracy: {history.history['val_accuracy'][1]:.4f}" in lines[1]
+
+
+class ArrayLike:
+    """Another library's array: converts through __array__ (and is iterable row by row)."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def __array__(self, dtype=None, copy=None):
+        return self.a if dtype is None else self.a.astype(dtype)
+
+    def __iter__(self):
+        return iter(self.a)
+
+    def __len__(self):
+        return len(self.a)
+
+
+def test_array_likes_and_lists_are_samples():
+    x, y = blobs(12)
+    model = tiny_network()
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    expected = model.predict(x)
+    np.testing.assert_array_equal(model.predict(ArrayLike(x)), expected)
+    assert model.evaluate(ArrayLike(x), list(y)) == model.evaluate(x, y)
+    assert model.evaluate(list(x), y) == model.evaluate(x, y)

@@ -7,13 +7,12 @@ that cannot be read is named on stderr, the others are still predicted, and the 
 
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..data import is_ignored, preprocess_for_prediction
+from ..data import preprocess_for_prediction, walk_files
 from ..images import readable_extensions
 from ._common import EXIT_ERROR, EXIT_OK, ArgumentParser, parse, positive_int, run, set_threads
 
@@ -71,10 +70,7 @@ def collect_images(paths):
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            for root, dirs, names in os.walk(path, followlinks=True):
-                dirs[:] = sorted(d for d in dirs if not is_ignored(d))
-                files.extend(Path(root) / n for n in sorted(names)
-                             if not is_ignored(n) and Path(n).suffix.lower() in extensions)
+            files.extend(f for f in walk_files(path) if f.suffix.lower() in extensions)
         elif path.exists():
             files.append(path)
         else:

@@ -205,6 +205,12 @@ class Layer:
         self._cache = None
 
     @property
+    def ends_in_relu(self):
+        """True when the output is a ReLU; such layers accept `backward(..., relu_done=True)` when the next
+        layer has already zeroed the gradient where the output is 0."""
+        return False
+
+    @property
     def ends_in_softmax(self):
         """True when the output is a softmax over the last axis; such layers accept `forward(..., logits=True)`
         (skip the softmax) so the model can use the fused softmax + cross-entropy kernel."""

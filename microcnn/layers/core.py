@@ -72,10 +72,10 @@ class Dense(_activations.ActivationMixin, Layer):
         self._cache = (x, y, logits) if training else None
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, need_dx=True, relu_done=False):
         x, y, logits = self._cache
         self._cache = None
-        dz = self._activation_backward(dy, y, logits)
+        dz = self._activation_backward(dy, y, logits, relu_done)
         dx, dw, db = _core.dense_backward(dz, x, self._weights["kernel"], need_dx=need_dx, need_db=self.use_bias)
         self.grads = {"kernel": dw, "bias": db} if self.use_bias else {"kernel": dw}
         return dx
@@ -168,10 +168,10 @@ class Activation(_activations.ActivationMixin, Layer):
         self._cache = (y, logits) if training else None
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, need_dx=True, relu_done=False):
         y, logits = self._cache
         self._cache = None
-        return self._activation_backward(dy, y, logits) if need_dx else None
+        return self._activation_backward(dy, y, logits, relu_done) if need_dx else None
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
