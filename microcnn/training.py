@@ -275,7 +275,7 @@ class TrainingMixin:
                 raise ValueError(f"x: yielded no batches in epoch {epoch + 1}; pass arrays or a re-iterable "
                                  f"of (x, y) batches (a one-shot generator needs steps_per_epoch)")
             logs = totals.logs()
-            if val is not None and not self.stop_training:
+            if val is not None:  # also after a stop requested mid-epoch, as Keras: callbacks see val_* logs
                 logs.update(self._run_epoch(val, None, None, False, 0, "Validate").logs("val_"))
             logs["lr"] = float(self.optimizer.current_learning_rate())
             if verbose:

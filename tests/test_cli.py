@@ -54,9 +54,14 @@ def test_train_then_predict_end_to_end(dataset, tmp_path, capsys):
     stdout = capsys.readouterr().out
     assert "Found 27 images in 3 classes (train 18, validation 9)" in stdout
     assert "best validation accuracy" in stdout
-    for name in ("config.json", "weights.safetensors", "history.csv", "confusion.csv", "curves.png",
-                 "confusion.png"):
+    for name in ("config.json", "weights.safetensors", "history.csv", "confusion.csv"):
         assert (out / name).is_file(), name
+    try:
+        import matplotlib  # noqa: F401 - plots are optional
+    except ImportError:
+        pass
+    else:
+        assert (out / "curves.png").stat().st_size > 1000 and (out / "confusion.png").stat().st_size > 1000
     history = read_csv(out / "history.csv")
     assert history[0] == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
     assert [int(r[0]) for r in history[1:]] == list(range(1, 7))

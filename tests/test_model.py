@@ -291,6 +291,8 @@ def test_keyboard_interrupt_leaves_complete_steps_only(where):
     layers.clear_session()
     model = tiny_network(dropout=0.5)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    dropout = next(layer for layer in model.layers if isinstance(layer, layers.Dropout))
+    dropout.set_training_state({"mask_seed": np.array([77]), "step": np.array([0])})
     start, start_state = model.get_weights(), model.training_state()
 
     class InterruptAtThirdBatch(callbacks.Callback):
@@ -416,3 +418,17 @@ def test_array_likes_and_lists_are_samples():
     np.testing.assert_array_equal(model.predict(ArrayLike(x)), expected)
     assert model.evaluate(ArrayLike(x), list(y)) == model.evaluate(x, y)
     assert model.evaluate(list(x), y) == model.evaluate(x, y)
+
+
+def test_stop_training_mid_epoch_still_validates():
+    class StopAfterFirstBatch(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.model.stop_training = True
+
+    x, y = blobs(24)
+    model = tiny_network()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, validation_data=(x, y),
+                        callbacks=[StopAfterFirstBatch()])
+    assert model.optimizer.iterations == 1 and history.epoch == [0]
+    assert history.history["val_loss"] == [pytest.approx(model.evaluate(x, y)[0])]
