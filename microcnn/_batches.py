@@ -95,7 +95,9 @@ class IterableSource:
 
 def make_source(x, y, sample_weight, batch_size, argument="x", steps=None):
     """ArraySource for arrays (y required unless for predict), IterableSource otherwise."""
-    if isinstance(x, np.ndarray) or (isinstance(x, list) and y is not None):
+    # Other libraries' arrays convert; a list is samples when labels come with it, else a list of batches.
+    array_like = hasattr(x, "__array__") and not isinstance(x, (list, tuple))
+    if isinstance(x, np.ndarray) or array_like or (isinstance(x, list) and y is not None):
         x = np.asarray(x)
         if x.ndim < 2:
             raise ValueError(f"{argument}: expected an array of samples with shape (samples, ...), got shape {x.shape}")

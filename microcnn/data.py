@@ -176,12 +176,14 @@ class FolderDataset:
         failed = []
         decoded = {}
         for split, items in splits.items():
+            paths = [p for p, _ in items]
+            bar = (lambda it, n, split=split: progress(it, n, split)) if progress else None
             decoded[split] = []
-            for path, label in (progress(items, split) if progress else items):
-                try:
-                    decoded[split].append((images.decode(path, self.image_size), label))
-                except images.ImageDecodeError as e:
-                    failed.append((path, str(e)))
+            for (path, label), (image, error) in zip(items, images.decode_many(paths, self.image_size, bar)):
+                if error is None:
+                    decoded[split].append((image, label))
+                else:
+                    failed.append((path, error))
         for split in ("train", "validation"):
             present = {label for _, label in decoded[split]}
             missing = [self.class_names[i] for i in range(len(self.class_names))
@@ -305,12 +307,12 @@ def preprocess_for_prediction(paths, preprocessing):
     failed [(path, reason)]) with x's rows in the order of ok_paths."""
     size = tuple(preprocessing["image_size"])
     rows, ok, failed = [], [], []
-    for p in paths:
-        try:
-            rows.append(images.to_model_input(images.decode(p, size), preprocessing))
+    for p, (image, error) in zip(paths, images.decode_many(list(paths), size)):
+        if error is None:
+            rows.append(images.to_model_input(image, preprocessing))
             ok.append(p)
-        except images.ImageDecodeError as e:
-            failed.append((p, str(e)))
+        else:
+            failed.append((p, error))
     h, w = size
     x = np.stack(rows) if rows else np.empty((0, h, w, preprocessing["channels"]), np.float32)
     return x, ok, failed

@@ -269,6 +269,7 @@ def _read_config(path):
 
 def _build_model(path, model_config):
     from . import layers as _layers
+    from .layers.base import skip_initialization
     from .model import Sequential
 
     name = model_config.get("name")
@@ -283,11 +284,15 @@ def _build_model(path, model_config):
         _fail(path, f"'layers' must be a non-empty list, got {layer_specs!r}")
     model = Sequential(name=name)
     model.add(_layers.Input(tuple(input_shape)))
-    for i, spec in enumerate(layer_specs):
-        try:
-            model.add(_layers.deserialize(spec))
-        except (ValueError, TypeError) as exc:
-            _fail(path, f"layer {i}: {exc}")
+    # The weights are read next: skip the random initialisation (time, and draws from the global generator).
+    with skip_initialization():
+        for i, spec in enumerate(layer_specs):
+            try:
+                model.add(_layers.deserialize(spec))
+            except (ValueError, TypeError) as exc:
+                _fail(path, f"layer {i}: {exc}")
+            except MemoryError:
+                _fail(path, f"layer {i}: its weights are too large to allocate ({spec.get('config')})")
     return model
 
 

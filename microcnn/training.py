@@ -12,6 +12,7 @@ from . import _seeding
 from ._batches import make_source
 from ._validation import positive_int
 from .callbacks import CallbackList, History
+from .layers.conv import MaxPooling2D
 
 
 @contextlib.contextmanager
@@ -140,8 +141,17 @@ class TrainingMixin:
 
     def _backward(self, doutputs):
         """Backpropagate d loss / d outputs -> ([(grad, weight)], [stable weight name]) for trainable weights."""
+        relu_done = False
         for i in range(len(self._layers) - 1, -1, -1):
-            doutputs = self._layers[i].backward(doutputs, need_dx=i > 0)
+            layer = self._layers[i]
+            if relu_done:
+                doutputs = layer.backward(doutputs, need_dx=i > 0, relu_done=True)
+                relu_done = False
+            elif i > 0 and isinstance(layer, MaxPooling2D) and self._layers[i - 1].ends_in_relu:
+                doutputs = layer.backward(doutputs, through_relu=True)
+                relu_done = True
+            else:
+                doutputs = layer.backward(doutputs, need_dx=i > 0)
         grads_and_vars, names = [], []
         for key, layer, w in self.weight_entries():
             if w in layer.trainable_weight_names:
@@ -265,7 +275,7 @@ class TrainingMixin:
                 raise ValueError(f"x: yielded no batches in epoch {epoch + 1}; pass arrays or a re-iterable "
                                  f"of (x, y) batches (a one-shot generator needs steps_per_epoch)")
             logs = totals.logs()
-            if val is not None and not self.stop_training:
+            if val is not None:  # also after a stop requested mid-epoch, as Keras: callbacks see val_* logs
                 logs.update(self._run_epoch(val, None, None, False, 0, "Validate").logs("val_"))
             logs["lr"] = float(self.optimizer.current_learning_rate())
             if verbose:

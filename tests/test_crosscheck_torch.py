@@ -60,8 +60,9 @@ def crosscheck(size=32, batch=8, lr=0.05, seed=0):
     prediction_diff = float(np.abs(model.predict(x) - expected).max())
 
     dropout = model.layers[7]
+    dropout.set_training_state({"mask_seed": np.array([1234 + seed]), "step": np.array([5])})
     # The mask microcnn's next training step will use, recomputed from its (seed, step) counter.
-    mask = _core.dropout_forward(np.ones((batch, 256), np.float32), dropout.rate, dropout._mask_seed, dropout._step)
+    mask = _core.dropout_forward(np.ones((batch, 256), np.float32), dropout.rate, 1234 + seed, 5)
     logits = torch_seed_forward(params, xt, torch.tensor(mask, dtype=torch.float64))
     loss = F.cross_entropy(logits, torch.tensor(labels.argmax(1)))
     loss.backward()

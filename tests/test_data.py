@@ -277,3 +277,17 @@ def test_symlinked_class_folder_and_link_loop(tmp_path):
     assert names == ["linked", "plain"]
     paths = [p for p, _ in splits["train"] + splits["validation"]]
     assert len(paths) == 4 and not any("loop" in str(p) for p in paths)
+
+
+def test_large_jpeg_decoded_at_reduced_scale_consistently(tmp_path):
+    yy, xx = np.mgrid[0:240, 0:320]
+    smooth = (127 + 100 * np.sin(xx / 25.0) * np.cos(yy / 30.0)).astype(np.uint8)
+    for cls in ("p", "q"):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            Image.fromarray(smooth).save(tmp_path / cls / f"{i}.jpg", quality=95)
+    ds = FolderDataset(tmp_path, image_size=(24, 32), validation_split=0.5)
+    x, _, _ = preprocess_for_prediction([tmp_path / "p" / "0.jpg"], ds.preprocessing)
+    np.testing.assert_array_equal(x[0], ds.batches("train", 4, shuffle=False).x[0] / np.float32(255))
+    full = np.asarray(Image.open(tmp_path / "p" / "0.jpg").convert("L").resize((32, 24), Image.Resampling.BILINEAR))
+    assert np.abs(x[0, :, :, 0] * 255 - full).mean() < 3.0  # the reduced-scale decode is a faithful thumbnail

@@ -269,3 +269,12 @@ def test_keras_2_generator_names(tmp_path):
     assert len(history.history["val_loss"]) == 2
     assert model.evaluate_generator(batches) == pytest.approx(model.evaluate(x, y, batch_size=8))
     np.testing.assert_array_equal(model.predict_generator([x[:8], x[8:]]), model.predict(x, batch_size=8))
+
+
+def test_loading_draws_nothing_from_the_global_generator(tmp_path):
+    trained().save(tmp_path / "m")
+    microcnn.set_seed(5)
+    expected = microcnn.initializers.get("glorot_uniform")((3, 4))
+    microcnn.set_seed(5)
+    microcnn.load_model(tmp_path / "m")
+    np.testing.assert_array_equal(microcnn.initializers.get("glorot_uniform")((3, 4)), expected)

@@ -269,3 +269,43 @@ def test_adam_several_steps_track_reference():
         _core.adam_update(p, grad, m, v, 1e-3, 0.9, 0.999, 1e-7, t)
         rp, rm, rv = ref.adam_step(rp, grad, rm, rv, 1e-3, 0.9, 0.999, 1e-7, t)
     assert_close(p, rp, rtol=1e-5)
+
+
+def random_conv_cases(count, seed):
+    """Seeded random geometries: any kernel up to 5x5, strides 1-3, both paddings, odd and tiny sizes."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        n, h, w = rng.integers(1, 4), rng.integers(1, 13), rng.integers(1, 13)
+        c, k = rng.integers(1, 7), rng.integers(1, 7)
+        r, s = rng.integers(1, 6), rng.integers(1, 6)
+        sh, sw = rng.integers(1, 4), rng.integers(1, 4)
+        padding = str(rng.choice(["valid", "same"]))
+        if padding == "valid" and (r > h or s > w):
+            continue
+        cases.append(tuple(int(v) for v in (n, h, w, c, k, r, s, sh, sw)) + (padding,))
+    return cases
+
+
+@pytest.mark.parametrize("case", random_conv_cases(16, seed=3), ids=str)
+def test_conv2d_random_geometry(case):
+    x, w, b, dy, kw = conv_case_arrays(case)
+    assert_close(_core.conv2d_forward(x, w, b, **kw), ref.conv2d_forward(x, w, b, **kw))
+    for got, want in zip(_core.conv2d_backward(dy, x, w, **kw), ref.conv2d_backward(dy, x, w, **kw)):
+        assert_close(got, want)
+    for got, want in zip(
+        _core.reference.conv2d_backward(dy, x, w, **kw), ref.conv2d_backward(dy, x, w, **kw)
+    ):
+        assert_close(got, want)
+
+
+@pytest.mark.parametrize("case", random_conv_cases(12, seed=4), ids=str)
+def test_maxpool2d_random_geometry(case):
+    n, h, w, c, _, ph, pw, sh, sw, padding = case
+    x = rand(n, h, w, c)
+    y, argmax = _core.maxpool2d_forward(x, ph, pw, sh, sw, padding)
+    ry, rargmax = ref.maxpool2d_forward(x, ph, pw, sh, sw, padding)
+    np.testing.assert_array_equal(y, ry.astype(np.float32))
+    np.testing.assert_array_equal(argmax, rargmax)
+    dy = rand(*y.shape)
+    assert_close(_core.maxpool2d_backward(dy, argmax, x.shape), ref.maxpool2d_backward(dy, rargmax, x.shape))

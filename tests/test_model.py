@@ -291,6 +291,8 @@ def test_keyboard_interrupt_leaves_complete_steps_only(where):
     layers.clear_session()
     model = tiny_network(dropout=0.5)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    dropout = next(layer for layer in model.layers if isinstance(layer, layers.Dropout))
+    dropout.set_training_state({"mask_seed": np.array([77]), "step": np.array([0])})
     start, start_state = model.get_weights(), model.training_state()
 
     class InterruptAtThirdBatch(callbacks.Callback):
@@ -301,11 +303,11 @@ def test_keyboard_interrupt_leaves_complete_steps_only(where):
     first = model.layers[0]
     backward_calls = []
 
-    def backward_then_interrupt(dy, need_dx=True):
+    def backward_then_interrupt(dy, **kwargs):
         backward_calls.append(1)
         if len(backward_calls) == 3 and where == "backward":
             raise KeyboardInterrupt  # mid-step: after the forward pass and most of the backward pass
-        return type(first).backward(first, dy, need_dx)
+        return type(first).backward(first, dy, **kwargs)
 
     first.backward = backward_then_interrupt
     with pytest.raises(KeyboardInterrupt):
@@ -390,3 +392,43 @@ def test_verbose_output(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[1].startswith("Epoch 2/2 - loss: ")
     assert f"val_accuracy: {history.history['val_accuracy'][1]:.4f}" in lines[1]
+
+
+class ArrayLike:
+    """Another library's array: converts through __array__ (and is iterable row by row)."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def __array__(self, dtype=None, copy=None):
+        return self.a if dtype is None else self.a.astype(dtype)
+
+    def __iter__(self):
+        return iter(self.a)
+
+    def __len__(self):
+        return len(self.a)
+
+
+def test_array_likes_and_lists_are_samples():
+    x, y = blobs(12)
+    model = tiny_network()
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    expected = model.predict(x)
+    np.testing.assert_array_equal(model.predict(ArrayLike(x)), expected)
+    assert model.evaluate(ArrayLike(x), list(y)) == model.evaluate(x, y)
+    assert model.evaluate(list(x), y) == model.evaluate(x, y)
+
+
+def test_stop_training_mid_epoch_still_validates():
+    class StopAfterFirstBatch(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.model.stop_training = True
+
+    x, y = blobs(24)
+    model = tiny_network()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, validation_data=(x, y),
+                        callbacks=[StopAfterFirstBatch()])
+    assert model.optimizer.iterations == 1 and history.epoch == [0]
+    assert history.history["val_loss"] == [pytest.approx(model.evaluate(x, y)[0])]

@@ -118,7 +118,8 @@ void Im2colTransposedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb,
         }
       }
     }
-    for (int64_t m = i0 + idx; idx < padded; ++idx, ++m) row[idx] = (ones_row_ && m == taps && m < i0 + mb) ? 1.0f : 0.0f;
+    for (int64_t m = i0 + idx; idx < padded; ++idx, ++m)
+      row[idx] = (ones_row_ && m == taps && m < i0 + mb) ? 1.0f : 0.0f;
     for (int t = 0; t * mr < padded; ++t)
       std::memcpy(dst + (static_cast<int64_t>(t) * kb + k) * mr, row.data() + t * mr, sizeof(float) * mr);
   }

@@ -181,10 +181,11 @@ def _main(argv):
     return EXIT_OK
 
 
-def _progress(items, split):
+def _progress(items, total, split):
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc=f"Decoding {split}", unit="image", disable=None, leave=False, file=sys.stderr)
+    return tqdm(items, total=total, desc=f"Decoding {split}", unit="image", disable=None, leave=False,
+                file=sys.stderr)
 
 
 _SETTING_KEYS = ("epochs", "batch_size", "image_size", "lr", "color", "seed", "no_augment", "validation_split",

@@ -29,7 +29,8 @@ class ActivationMixin:
     """For layers whose kernel applies ReLU itself (relu=True) and whose output may be a softmax.
 
     Forward: `z = kernel(..., relu=self.activation == "relu")`, then `y = self._activate(z, logits)`.
-    Backward: `dz = self._activation_backward(dy, y, logits)` with y the layer's output.
+    Backward: `dz = self._activation_backward(dy, y, logits, relu_done)` with y the layer's output; relu_done
+    means the next layer already zeroed dy where y == 0 (see MaxPooling2D.backward).
     """
 
     activation = "linear"
@@ -43,9 +44,13 @@ class ActivationMixin:
             return softmax(z)
         return z
 
-    def _activation_backward(self, dy, y, logits):
+    @property
+    def ends_in_relu(self):
+        return self.activation == "relu"
+
+    def _activation_backward(self, dy, y, logits, relu_done=False):
         if self.activation == "relu":
-            return _core.relu_backward(dy, y)
+            return dy if relu_done else _core.relu_backward(dy, y)
         if self.activation == "softmax" and not logits:
             return softmax_backward(dy, y)
         return dy

@@ -16,6 +16,7 @@ computed in `forward` but stored in `commit_step()`, which the model calls toget
 (and Ctrl-C held off), so an interrupted step leaves no trace.
 """
 
+import contextlib
 import re
 
 import numpy as np
@@ -25,6 +26,18 @@ from .._validation import shape as _shape
 
 _REGISTRY = {}
 _NAME_COUNTS = {}
+_initialize = True
+
+
+@contextlib.contextmanager
+def skip_initialization():
+    """Build layers with zero-filled weights (no random draws): for loading, where they are overwritten."""
+    global _initialize
+    previous, _initialize = _initialize, False
+    try:
+        yield
+    finally:
+        _initialize = previous
 
 
 def register(cls):
@@ -106,7 +119,10 @@ class Layer:
 
     # --- weights ---------------------------------------------------------------------------------------
     def add_weight(self, name, shape, initializer, trainable=True):
-        value = np.ascontiguousarray(initializer(shape), dtype=np.float32)
+        if _initialize:
+            value = np.ascontiguousarray(initializer(shape), dtype=np.float32)
+        else:
+            value = np.zeros(shape, dtype=np.float32)
         self._weights[name] = value
         (self._trainable_names if trainable else self._non_trainable_names).append(name)
         return value
@@ -203,6 +219,12 @@ class Layer:
 
     def clear_cache(self):
         self._cache = None
+
+    @property
+    def ends_in_relu(self):
+        """True when the output is a ReLU; such layers accept `backward(..., relu_done=True)` when the next
+        layer has already zeroed the gradient where the output is 0."""
+        return False
 
     @property
     def ends_in_softmax(self):

@@ -64,10 +64,10 @@ class Conv2D(_activations.ActivationMixin, Layer):
         self._cache = (x, y, logits) if training else None
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, need_dx=True, relu_done=False):
         x, y, logits = self._cache
         self._cache = None
-        dz = self._activation_backward(dy, y, logits)
+        dz = self._activation_backward(dy, y, logits, relu_done)
         dx, dw, db = _core.conv2d_backward(dz, x, self._weights["kernel"], self.strides[0], self.strides[1],
                                            self.padding, need_dx=need_dx, need_db=self.use_bias)
         self.grads = {"kernel": dw, "bias": db} if self.use_bias else {"kernel": dw}
@@ -100,13 +100,20 @@ class MaxPooling2D(Layer):
     def forward(self, x, training=False):
         y, argmax = _core.maxpool2d_forward(x, self.pool_size[0], self.pool_size[1], self.strides[0],
                                             self.strides[1], self.padding)
-        self._cache = (argmax, x.shape) if training else None
+        self._cache = (argmax, x.shape, y) if training else None
         return y
 
-    def backward(self, dy, need_dx=True):
-        argmax, x_shape = self._cache
+    def backward(self, dy, need_dx=True, through_relu=False):
+        """through_relu: the input is a ReLU output, so also apply the ReLU's backward -- on the pooled side,
+        which is exact (a window whose maximum is 0 has only zeros; any other routes its gradient to a
+        positive input) and pool_size times cheaper than on the input side."""
+        argmax, x_shape, y = self._cache
         self._cache = None
-        return _core.maxpool2d_backward(dy, argmax, tuple(x_shape)) if need_dx else None
+        if not need_dx:
+            return None
+        if through_relu:
+            dy = _core.relu_backward(dy, y)
+        return _core.maxpool2d_backward(dy, argmax, tuple(x_shape))
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),

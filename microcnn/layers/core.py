@@ -72,10 +72,10 @@ class Dense(_activations.ActivationMixin, Layer):
         self._cache = (x, y, logits) if training else None
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, need_dx=True, relu_done=False):
         x, y, logits = self._cache
         self._cache = None
-        dz = self._activation_backward(dy, y, logits)
+        dz = self._activation_backward(dy, y, logits, relu_done)
         dx, dw, db = _core.dense_backward(dz, x, self._weights["kernel"], need_dx=need_dx, need_db=self.use_bias)
         self.grads = {"kernel": dw, "bias": db} if self.use_bias else {"kernel": dw}
         return dx
@@ -118,16 +118,13 @@ class Dropout(Layer):
         self._mask_seed = None
         self._step = 0
 
-    def build(self, input_shape):
-        # Unseeded layers draw their mask seed from the global generator so `set_seed` covers them too.
-        self._mask_seed = self.seed if self.seed is not None else _seeding.draw_seed()
-
     def forward(self, x, training=False):
         self._cache = None
         if not training or self.rate == 0.0:
             return x
         if self._mask_seed is None:
-            self.build(x.shape)
+            # Drawn at the first training step, from the global generator so that `set_seed` covers it.
+            self._mask_seed = self.seed if self.seed is not None else _seeding.draw_seed()
         self._cache = self._step
         return _core.dropout_forward(x, self.rate, self._mask_seed, self._step)
 
@@ -142,14 +139,16 @@ class Dropout(Layer):
         return _core.dropout_backward(dy, self.rate, self._mask_seed, step) if need_dx else None
 
     def get_training_state(self):
-        if self._mask_seed is None:
-            return {}
-        return {"mask_seed": np.array([self._mask_seed], np.int64), "step": np.array([self._step], np.int64)}
+        seed = -1 if self._mask_seed is None else self._mask_seed  # -1: not drawn yet
+        return {"mask_seed": np.array([seed], np.int64), "step": np.array([self._step], np.int64)}
 
     def set_training_state(self, state):
         if set(state) != {"mask_seed", "step"}:
             raise ValueError(f"layer {self.name!r}: expected training state mask_seed and step, got {sorted(state)}")
-        self._mask_seed, self._step = int(state["mask_seed"][0]), int(state["step"][0])
+        seed, step = int(state["mask_seed"][0]), int(state["step"][0])
+        if seed < -1 or step < 0:
+            raise ValueError(f"layer {self.name!r}: bad training state mask_seed={seed}, step={step}")
+        self._mask_seed, self._step = (None if seed == -1 else seed), step
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "noise_shape": None, "seed": self.seed}
@@ -168,10 +167,10 @@ class Activation(_activations.ActivationMixin, Layer):
         self._cache = (y, logits) if training else None
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, need_dx=True, relu_done=False):
         y, logits = self._cache
         self._cache = None
-        return self._activation_backward(dy, y, logits) if need_dx else None
+        return self._activation_backward(dy, y, logits, relu_done) if need_dx else None
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}

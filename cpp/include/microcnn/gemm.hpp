@@ -8,8 +8,8 @@
 //
 // Loops (per thread): for each NC-wide column block of B, for each KC-deep slice, pack the B block (L3/L2),
 // for each MC-tall row block of A pack the A block (L2), then run the MR x NR register-tiled FMA micro-kernel
-// over it. Threads split M, N or (for small C with a int64_t reduction) K; a K split reduces the per-thread
-// partial results in thread order, so a result is reproducible for a given thread count. The ISA of the
+// over it. Threads split M, N or (for small C with a long reduction) K; a K split reduces the per-chunk
+// partial results in a fixed order, so a result is reproducible for a given thread count. The ISA of the
 // micro-kernel (generic C++, AVX2/FMA, AVX-512) is chosen at run time.
 #pragma once
 #include <cstdint>
@@ -56,22 +56,27 @@ class PanelB {
 };
 
 // A[i, k] = data[i*row_stride + k*col_stride]: a row-major matrix (row_stride = lda, col_stride = 1) or the
-// transpose of one (row_stride = 1, col_stride = ld).
+// transpose of one (row_stride = 1, col_stride = ld). A row-major matrix is packed into row-major panels
+// when rows_panels (a copy: best when N is small and packing A is a large share of the work), else
+// transposed into k-major panels (the micro-kernel streams those slightly faster: best for wide N).
 class StridedA final : public PanelA {
  public:
-  StridedA(const float* data, int64_t row_stride, int64_t col_stride) : d_(data), rs_(row_stride), cs_(col_stride) {}
-  bool rows_layout() const override { return cs_ == 1; }
+  StridedA(const float* data, int64_t row_stride, int64_t col_stride, bool rows_panels = true)
+      : d_(data), rs_(row_stride), cs_(col_stride), rows_(rows_panels && col_stride == 1) {}
+  bool rows_layout() const override { return rows_; }
   void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const override;
 
  private:
   const float* d_;
   int64_t rs_, cs_;
+  bool rows_;
 };
 
 // B[k, j] = data[k*row_stride + j*col_stride].
 class StridedB final : public PanelB {
  public:
-  StridedB(const float* data, int64_t row_stride, int64_t col_stride) : d_(data), rs_(row_stride), cs_(col_stride) {}
+  StridedB(const float* data, int64_t row_stride, int64_t col_stride)
+      : d_(data), rs_(row_stride), cs_(col_stride) {}
   void pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const override;
 
  private:

@@ -77,7 +77,7 @@ bool set_kernel_isa(const std::string& name) {
 
 // --- packing of strided operands -------------------------------------------------------------------------
 void StridedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const {
-  if (cs_ == 1) {  // row-major operand, row-major panels: one contiguous copy per row
+  if (rows_) {  // row-major operand, row-major panels: one contiguous copy per row
     const int padded = (mb + mr - 1) / mr * mr;
     for (int i = 0; i < padded; ++i) {
       float* d = dst + static_cast<int64_t>(i) * kPackedRowStride;
@@ -260,8 +260,8 @@ void gemm_split_m(const Problem& p, int64_t M, int64_t N, int64_t K, int threads
         const int64_t panels = ceil_div(nb, ki.nr);
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < panels; ++t)
-          p.b.pack(bbuf + t * kb * ki.nr, pc, kb, jc + t * ki.nr, static_cast<int>(std::min<int64_t>(ki.nr, nb - t * ki.nr)),
-                   ki.nr);
+          p.b.pack(bbuf + t * kb * ki.nr, pc, kb, jc + t * ki.nr,
+                   static_cast<int>(std::min<int64_t>(ki.nr, nb - t * ki.nr)), ki.nr);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t blk = 0; blk < row_blocks; ++blk) {
           const int64_t ic = blk * mc;
@@ -287,32 +287,27 @@ void gemm_split_n(const Problem& p, int64_t M, int64_t N, int64_t K, int threads
   }
 }
 
-// Small C, int64_t reduction: each thread reduces its own contiguous K range into a private C; the partial
-// results are then summed in thread order (so a run is reproducible for a given thread count).
+// Small C, long reduction: K is cut into a fixed number of contiguous chunks (4 per thread, so a thread that
+// the OS pauses does not hold the others up); each chunk reduces into its own partial C, and the partials
+// are summed in chunk order, so a result is reproducible for a given thread count.
 void gemm_split_k(const Problem& p, int64_t M, int64_t N, int64_t K, int threads) {
-  std::vector<float> partial(static_cast<size_t>(threads) * M * N);
-  int team = 1;
+  const int64_t chunks = std::min<int64_t>(int64_t{4} * threads, std::max<int64_t>(1, K / p.ki.kc));
+  std::vector<float> partial(static_cast<size_t>(chunks) * M * N);
 #pragma omp parallel num_threads(threads)
   {
     DenormalGuard guard;
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-#pragma omp single
-    team = nt;
-    const int64_t k0 = K * t / nt, k1 = K * (t + 1) / nt;
-    float* mine = partial.data() + static_cast<size_t>(t) * M * N;
-    if (k1 > k0) {
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < chunks; ++t) {
+      float* mine = partial.data() + static_cast<size_t>(t) * M * N;
       const Problem part{p.ki, mine, N, p.a, p.b, nullptr, false, false};
-      gemm_range(part, 0, M, 0, N, k0, k1);
-    } else {
-      std::fill(mine, mine + M * N, 0.0f);
+      gemm_range(part, 0, M, 0, N, K * t / chunks, K * (t + 1) / chunks);
     }
-#pragma omp barrier
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < M; ++i) {
       float* ci = p.c + i * p.ldc;
       for (int64_t j = 0; j < N; ++j) {
         float v = p.accumulate ? ci[j] : 0.0f;
-        for (int s = 0; s < team; ++s) v += partial[(static_cast<size_t>(s) * M + i) * N + j];
+        for (int64_t t = 0; t < chunks; ++t) v += partial[(static_cast<size_t>(t) * M + i) * N + j];
         if (p.bias) v += p.bias[j];
         if (p.relu && v < 0.0f) v = 0.0f;
         ci[j] = v;
@@ -324,8 +319,8 @@ void gemm_split_k(const Problem& p, int64_t M, int64_t N, int64_t K, int threads
 
 }  // namespace
 
-void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K, const GemmEpilogue& epilogue,
-          bool accumulate) {
+void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
+          const GemmEpilogue& epilogue, bool accumulate) {
   const gd::KernelInfo& ki = *g_kernel.load();
   const Problem p{ki, c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate};
   const int threads = max_threads();
@@ -333,7 +328,8 @@ void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, in
 #ifdef MICROCNN_OPENMP
   if (threads > 1 && flops >= 4e6) {
     const bool small_c = M * N <= (int64_t{1} << 20);
-    if (small_c && K >= 8 * std::max(M, N) && K >= int64_t{2} * ki.kc * threads) return gemm_split_k(p, M, N, K, threads);
+    if (small_c && K >= 8 * std::max(M, N) && K >= int64_t{2} * ki.kc * threads)
+      return gemm_split_k(p, M, N, K, threads);
     if (M >= N || N < int64_t{2} * ki.nr * threads) return gemm_split_m(p, M, N, K, threads);
     return gemm_split_n(p, M, N, K, threads);
   }
@@ -343,7 +339,7 @@ void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, in
 }
 
 void sgemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K) {
-  const StridedA pa(a, K, 1);
+  const StridedA pa(a, K, 1, /*rows_panels=*/N <= 128);
   const StridedB pb(b, N, 1);
   gemm(c, N, pa, pb, M, N, K);
 }
