@@ -54,6 +54,9 @@ def run_worker(name, args):
         env.pop("OPENBLAS_CORETYPE", None)
         env.pop("OPENBLAS_L2_SIZE", None)
     env.setdefault("OMP_NUM_THREADS", str(args.threads))
+    # microcnn defaults to passive OpenMP waiting (see microcnn/__init__.py); give every framework the same
+    # policy so that, on a machine with other load, the comparison is not about spin-waiting.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import _seed_workers as w, bench_seed as b; "
         "w.main(sys.argv[2], b.parse_args(sys.argv[3:]))"
@@ -133,7 +136,7 @@ def report(args, res):
     print(
         f"seed network, batch {args.batch}, {args.size}x{args.size}x3, {args.classes} classes, "
         f"{args.threads} threads; median of {args.rounds} rounds x {args.steps} timed steps "
-        f"(after {args.warmup} warm-up)"
+        f"(after {args.warmup} warm-up); OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')} for all"
     )
     print(
         f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); microcnn {__version__} kernel_isa={_core.kernel_isa()}"
