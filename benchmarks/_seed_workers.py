@@ -54,8 +54,13 @@ def run_microcnn(args):
     model.compile(optimizer=Adam(learning_rate=LR), loss="categorical_crossentropy")
     train = timed(lambda: model.train_on_batch(x, onehot), args.warmup, args.steps)
     infer = timed(lambda: model.predict(x, batch_size=args.batch), args.warmup, args.steps)
-    return {"train_s": train, "infer_s": infer, "params": int(model.count_params()),
-            "kernel_isa": _core.kernel_isa(), "peak_rss_mib": peak_rss_mib()}
+    return {
+        "train_s": train,
+        "infer_s": infer,
+        "params": int(model.count_params()),
+        "kernel_isa": _core.kernel_isa(),
+        "peak_rss_mib": peak_rss_mib(),
+    }
 
 
 # --- microcnn, the same step composed from _core calls (per-kernel times, no Python layer) --------------
@@ -71,10 +76,16 @@ def run_microcnn_core(args):
     def he(shape, fan_in):
         return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
 
-    params = {"w1": he((3, 3, 3, 32), 27), "b1": np.zeros(32, np.float32),
-              "w2": he((2, 2, 32, 64), 128), "b2": np.zeros(64, np.float32),
-              "w3": he((flat, 256), flat), "b3": np.zeros(256, np.float32),
-              "w4": he((256, args.classes), 256), "b4": np.zeros(args.classes, np.float32)}
+    params = {
+        "w1": he((3, 3, 3, 32), 27),
+        "b1": np.zeros(32, np.float32),
+        "w2": he((2, 2, 32, 64), 128),
+        "b2": np.zeros(64, np.float32),
+        "w3": he((flat, 256), flat),
+        "b3": np.zeros(256, np.float32),
+        "w4": he((256, args.classes), 256),
+        "b4": np.zeros(args.classes, np.float32),
+    }
     slots = {k: (np.zeros_like(v), np.zeros_like(v)) for k, v in params.items()}
     times = {}
     state = {"step": 0}
@@ -122,13 +133,18 @@ def run_microcnn_core(args):
         for k, v in times.items():
             extra = len(v) - before.get(k, 0)
             if extra > 1:
-                v[len(v) - extra:] = [sum(v[len(v) - extra:])]
+                v[len(v) - extra :] = [sum(v[len(v) - extra :])]
 
     train = timed(train_step, args.warmup, args.steps)
-    per_kernel = {k: v[args.warmup:] for k, v in times.items()}
+    per_kernel = {k: v[args.warmup :] for k, v in times.items()}
     infer = timed(lambda: step(False), args.warmup, args.steps)
-    return {"train_s": train, "infer_s": infer, "kernels_s": per_kernel, "kernel_isa": _core.kernel_isa(),
-            "peak_rss_mib": peak_rss_mib()}
+    return {
+        "train_s": train,
+        "infer_s": infer,
+        "kernels_s": per_kernel,
+        "kernel_isa": _core.kernel_isa(),
+        "peak_rss_mib": peak_rss_mib(),
+    }
 
 
 # --- PyTorch (eager, CPU) -----------------------------------------------------------------------------
@@ -143,10 +159,18 @@ def run_torch(args):
     torch.set_num_threads(args.threads)
     s = args.size
     model = nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding="same"), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 2, padding="same"), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * (s // 4) * (s // 4), 256), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(256, args.classes))
+        nn.Conv2d(3, 32, 3, padding="same"),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 2, padding="same"),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * (s // 4) * (s // 4), 256),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(256, args.classes),
+    )
     opt = torch.optim.Adam(model.parameters(), lr=LR, eps=1e-7)
     loss_fn = nn.CrossEntropyLoss()  # softmax folded into the loss, as is idiomatic in PyTorch
     x_np, labels, _ = batch(args)
@@ -180,12 +204,19 @@ def run_tensorflow(args):
     tf.config.threading.set_inter_op_parallelism_threads(1)
     k = tf.keras
     s = args.size
-    model = k.Sequential([
-        k.Input((s, s, 3)),
-        k.layers.Conv2D(32, 3, padding="same", activation="relu"), k.layers.MaxPooling2D(2),
-        k.layers.Conv2D(64, 2, padding="same", activation="relu"), k.layers.MaxPooling2D(2),
-        k.layers.Flatten(), k.layers.Dense(256, activation="relu"), k.layers.Dropout(0.5),
-        k.layers.Dense(args.classes, activation="softmax")])
+    model = k.Sequential(
+        [
+            k.Input((s, s, 3)),
+            k.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            k.layers.MaxPooling2D(2),
+            k.layers.Conv2D(64, 2, padding="same", activation="relu"),
+            k.layers.MaxPooling2D(2),
+            k.layers.Flatten(),
+            k.layers.Dense(256, activation="relu"),
+            k.layers.Dropout(0.5),
+            k.layers.Dense(args.classes, activation="softmax"),
+        ]
+    )
     model.compile(optimizer=k.optimizers.Adam(learning_rate=LR), loss="categorical_crossentropy")
     x, _, onehot = batch(args)
     train = timed(lambda: model.train_on_batch(x, onehot), args.warmup, args.steps)
@@ -206,26 +237,38 @@ def run_numpy(args):
     from threadpoolctl import threadpool_info, threadpool_limits
 
     rng = np.random.default_rng(0)
-    out = {"gflops": {}, "blas": [
-        {k: i.get(k) for k in ("internal_api", "version", "architecture", "threading_layer", "num_threads")}
-        for i in threadpool_info()]}
+    out = {
+        "gflops": {},
+        "blas": [
+            {
+                k: i.get(k)
+                for k in ("internal_api", "version", "architecture", "threading_layer", "num_threads")
+            }
+            for i in threadpool_info()
+        ],
+    }
     with threadpool_limits(args.threads):
         for name, (m, n, k) in GEMM_SHAPES.items():
             a = rng.random((m, k), dtype=np.float32)
             b = rng.random((k, n), dtype=np.float32)
-            times = timed(lambda: a @ b, 2, max(5, args.steps))
+            times = timed(lambda a=a, b=b: a @ b, 2, max(5, args.steps))
             out["gflops"][name] = 2.0 * m * n * k / float(np.median(times)) / 1e9
     return out
 
 
-WORKERS = {"microcnn": run_microcnn, "microcnn-core": run_microcnn_core, "torch": run_torch,
-           "tensorflow": run_tensorflow, "numpy": run_numpy}
+WORKERS = {
+    "microcnn": run_microcnn,
+    "microcnn-core": run_microcnn_core,
+    "torch": run_torch,
+    "tensorflow": run_tensorflow,
+    "numpy": run_numpy,
+}
 
 
 def main(name, args):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         result = WORKERS[name](args)
-    except Exception as e:  # report and let the parent print the table without this row
+    except Exception as e:  # noqa: BLE001 - any failure becomes this framework's row in the table
         result = {"error": f"{type(e).__name__}: {e}"}
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")

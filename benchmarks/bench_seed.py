@@ -20,8 +20,12 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 FRAMEWORKS = ["microcnn", "microcnn-core", "torch", "tensorflow"]
-LABELS = {"microcnn": "microcnn Sequential", "microcnn-core": "microcnn bare _core step",
-          "torch": "PyTorch eager", "tensorflow": "TensorFlow/Keras"}
+LABELS = {
+    "microcnn": "microcnn Sequential",
+    "microcnn-core": "microcnn bare _core step",
+    "torch": "PyTorch eager",
+    "tensorflow": "TensorFlow/Keras",
+}
 
 
 def layer_gflop(batch, size, classes):
@@ -32,8 +36,16 @@ def layer_gflop(batch, size, classes):
     conv2 = 2.0 * batch * p2 * p2 * 128 * 64 / 1e9
     dense1 = 2.0 * batch * flat * 256 / 1e9
     dense2 = 2.0 * batch * 256 * classes / 1e9
-    return {"conv1 fwd": conv1, "conv1 bwd": conv1, "conv2 fwd": conv2, "conv2 bwd": 2 * conv2,
-            "dense1 fwd": dense1, "dense1 bwd": 2 * dense1, "dense2 fwd": dense2, "dense2 bwd": 2 * dense2}
+    return {
+        "conv1 fwd": conv1,
+        "conv1 bwd": conv1,
+        "conv2 fwd": conv2,
+        "conv2 bwd": 2 * conv2,
+        "dense1 fwd": dense1,
+        "dense1 bwd": 2 * dense1,
+        "dense2 fwd": dense2,
+        "dense2 bwd": 2 * dense2,
+    }
 
 
 def run_worker(name, args):
@@ -42,14 +54,15 @@ def run_worker(name, args):
         env.pop("OPENBLAS_CORETYPE", None)
         env.pop("OPENBLAS_L2_SIZE", None)
     env.setdefault("OMP_NUM_THREADS", str(args.threads))
-    cmd = [sys.executable, "-c",
-           "import sys; sys.path.insert(0, sys.argv[1]); import _seed_workers as w, bench_seed as b; "
-           "w.main(sys.argv[2], b.parse_args(sys.argv[3:]))",
-           str(HERE), name] + args.argv
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import _seed_workers as w, bench_seed as b; "
+        "w.main(sys.argv[2], b.parse_args(sys.argv[3:]))"
+    )
+    cmd = [sys.executable, "-c", code, str(HERE), name, *args.argv]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return {"error": f"worker exited {proc.returncode}: {tail}"}
 
@@ -89,7 +102,9 @@ def merge(rounds):
         if key in out:
             out[key] = [t for r in ok for t in r[key]]
     if "kernels_s" in out:
-        out["kernels_s"] = {k: [t for r in ok for t in r["kernels_s"].get(k, [])] for k in ok[-1]["kernels_s"]}
+        out["kernels_s"] = {
+            k: [t for r in ok for t in r["kernels_s"].get(k, [])] for k in ok[-1]["kernels_s"]
+        }
     if "peak_rss_mib" in out:
         out["peak_rss_mib"] = max(r["peak_rss_mib"] for r in ok)
     out["rounds"] = len(ok)
@@ -115,10 +130,14 @@ def report(args, res):
     from microcnn import __version__, _core
 
     npy = res["numpy"]
-    print(f"seed network, batch {args.batch}, {args.size}x{args.size}x3, {args.classes} classes, "
-          f"{args.threads} threads; median of {args.rounds} rounds x {args.steps} timed steps "
-          f"(after {args.warmup} warm-up)")
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); microcnn {__version__} kernel_isa={_core.kernel_isa()}")
+    print(
+        f"seed network, batch {args.batch}, {args.size}x{args.size}x3, {args.classes} classes, "
+        f"{args.threads} threads; median of {args.rounds} rounds x {args.steps} timed steps "
+        f"(after {args.warmup} warm-up)"
+    )
+    print(
+        f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); microcnn {__version__} kernel_isa={_core.kernel_isa()}"
+    )
     if "error" not in npy:
         blas = ", ".join(f"{b['internal_api']} {b['version']} {b['architecture']}" for b in npy["blas"])
         print(f"numpy {np.__version__} sgemm: {blas}")
@@ -126,8 +145,10 @@ def report(args, res):
     ref_train = img_s(args.batch, torch["train_s"]) if "train_s" in torch else None
     ref_infer = img_s(args.batch, torch["infer_s"]) if "infer_s" in torch else None
     print()
-    print(f"{'framework':28s} {'train img/s':>11s} {'infer img/s':>11s} {'train/torch':>11s} "
-          f"{'infer/torch':>11s} {'peak RSS MiB':>12s}")
+    print(
+        f"{'framework':28s} {'train img/s':>11s} {'infer img/s':>11s} {'train/torch':>11s} "
+        f"{'infer/torch':>11s} {'peak RSS MiB':>12s}"
+    )
     for n, r in res.items():
         if n == "numpy":
             continue
@@ -144,8 +165,10 @@ def report(args, res):
         return
     print()
     ceiling = npy.get("gflops", {}).get("square 2048")
-    print(f"microcnn kernels (bare _core step)  ceiling: numpy sgemm 2048^3 = "
-          + (f"{ceiling:.1f} GFLOP/s" if ceiling else "n/a"))
+    print(
+        "microcnn kernels (bare _core step, wall ms per step)  ceiling: numpy sgemm 2048^3 = "
+        + (f"{ceiling:.1f} GFLOP/s" if ceiling else "n/a")
+    )
     print(f"{'kernel':14s} {'ms':>8s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'% numpy':>8s} {'numpy same GEMM':>16s}")
     flops = layer_gflop(args.batch, args.size, args.classes)
     total = 0.0
@@ -163,9 +186,11 @@ def report(args, res):
             print(f"{name:14s} {ms:8.2f}")
     gemm_ms = sum(float(np.median(ks[k])) * 1e3 for k in ks if k in flops)
     gemm_gflop = sum(flops[k] for k in ks if k in flops)
-    print(f"{'sum':14s} {total:8.2f}   (conv+dense: {gemm_gflop:.2f} GFLOP in {gemm_ms:.1f} ms = "
-          f"{gemm_gflop / gemm_ms * 1e3:.1f} GFLOP/s" + (f", {100 * gemm_gflop / gemm_ms * 1e3 / ceiling:.0f}% "
-                                                         f"of numpy)" if ceiling else ")"))
+    print(
+        f"{'sum':14s} {total:8.2f}   (conv+dense: {gemm_gflop:.2f} GFLOP in {gemm_ms:.1f} ms = "
+        f"{gemm_gflop / gemm_ms * 1e3:.1f} GFLOP/s"
+        + (f", {100 * gemm_gflop / gemm_ms * 1e3 / ceiling:.0f}% of numpy)" if ceiling else ")")
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,14 @@
 """microcnn: small, fast convolutional networks for folders of labelled images."""
 
+import os as _os
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
+
+# OpenMP threads that finish a kernel early sleep instead of spinning (libgomp reads this when _core loads
+# it). On a machine whose cores are also busy with other work, spinning threads took the CPU time the
+# still-working thread needed: a 2-thread training step ran twice as slow as a 1-thread one. An explicit
+# OMP_WAIT_POLICY in the environment wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import _core, callbacks, initializers, layers, losses, optimizers
 from ._seeding import set_seed
