@@ -53,6 +53,7 @@ def run_worker(name, args):
     if name == "numpy":
         env.pop("OPENBLAS_CORETYPE", None)
         env.pop("OPENBLAS_L2_SIZE", None)
+        env["OPENBLAS_NUM_THREADS"] = str(args.threads)
     env.setdefault("OMP_NUM_THREADS", str(args.threads))
     # microcnn defaults to passive OpenMP waiting (see microcnn/__init__.py); give every framework the same
     # policy so that, on a machine with other load, the comparison is not about spin-waiting.
@@ -143,6 +144,7 @@ def report(args, res):
     )
     if "error" not in npy:
         blas = ", ".join(f"{b['internal_api']} {b['version']} {b['architecture']}" for b in npy["blas"])
+        blas = blas or "BLAS unknown (install threadpoolctl to see which)"
         print(f"numpy {np.__version__} sgemm: {blas}")
     torch = res.get("torch", {})
     ref_train = img_s(args.batch, torch["train_s"]) if "train_s" in torch else None
