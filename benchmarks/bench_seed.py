@@ -186,7 +186,7 @@ def report(args, res):
             pct = f"{100 * g / ceiling:.0f}%" if ceiling else "-"
             same = npy.get("gflops", {}).get(name)
             same_s = f"{same:.1f}" if same else ""
-            print(f"{name:14s} {ms:8.2f} {flops[name]:7.3f} {g:8.1f} {pct:>8s} {same_s:>16s}")
+            print(f"{name:14s} {ms:8.2f} {flops[name]:7.3f} {g:8.1f} {pct:>8s} {same_s:>16s}".rstrip())
         else:
             print(f"{name:14s} {ms:8.2f}")
     gemm_ms = sum(float(np.median(ks[k])) * 1e3 for k in ks if k in flops)
