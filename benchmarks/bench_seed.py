@@ -53,7 +53,11 @@ def run_worker(name, args):
     if name == "numpy":
         env.pop("OPENBLAS_CORETYPE", None)
         env.pop("OPENBLAS_L2_SIZE", None)
+        env["OPENBLAS_NUM_THREADS"] = str(args.threads)
     env.setdefault("OMP_NUM_THREADS", str(args.threads))
+    # microcnn defaults to passive OpenMP waiting (see microcnn/__init__.py); give every framework the same
+    # policy so that, on a machine with other load, the comparison is not about spin-waiting.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import _seed_workers as w, bench_seed as b; "
         "w.main(sys.argv[2], b.parse_args(sys.argv[3:]))"
@@ -133,13 +137,14 @@ def report(args, res):
     print(
         f"seed network, batch {args.batch}, {args.size}x{args.size}x3, {args.classes} classes, "
         f"{args.threads} threads; median of {args.rounds} rounds x {args.steps} timed steps "
-        f"(after {args.warmup} warm-up)"
+        f"(after {args.warmup} warm-up); OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')} for all"
     )
     print(
         f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); microcnn {__version__} kernel_isa={_core.kernel_isa()}"
     )
     if "error" not in npy:
         blas = ", ".join(f"{b['internal_api']} {b['version']} {b['architecture']}" for b in npy["blas"])
+        blas = blas or "BLAS unknown (install threadpoolctl to see which)"
         print(f"numpy {np.__version__} sgemm: {blas}")
     torch = res.get("torch", {})
     ref_train = img_s(args.batch, torch["train_s"]) if "train_s" in torch else None
@@ -181,7 +186,7 @@ def report(args, res):
             pct = f"{100 * g / ceiling:.0f}%" if ceiling else "-"
             same = npy.get("gflops", {}).get(name)
             same_s = f"{same:.1f}" if same else ""
-            print(f"{name:14s} {ms:8.2f} {flops[name]:7.3f} {g:8.1f} {pct:>8s} {same_s:>16s}")
+            print(f"{name:14s} {ms:8.2f} {flops[name]:7.3f} {g:8.1f} {pct:>8s} {same_s:>16s}".rstrip())
         else:
             print(f"{name:14s} {ms:8.2f}")
     gemm_ms = sum(float(np.median(ks[k])) * 1e3 for k in ks if k in flops)

@@ -82,3 +82,14 @@ def test_conv2d_relu_keeps_nan_like_the_reference():
     ref = _core.reference.conv2d_forward(x, w, None, padding="same", relu=True)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
     assert np.isnan(y).sum() == 9 * 4
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 10, 32), (1, 9, 7, 5), (3, 6, 6, 17)], ids=str)
+def test_maxpool_2x2_fast_path_ties_and_argmax(shape):
+    import reference_numpy as ref
+
+    x = RNG.integers(-2, 3, size=shape).astype(np.float32)  # many ties: the first maximum must win
+    y, argmax = _core.maxpool2d_forward(x, 2, 2, 2, 2, "valid")
+    ry, rargmax = ref.maxpool2d_forward(x, 2, 2, 2, 2, "valid")
+    np.testing.assert_array_equal(y, ry.astype(np.float32))
+    np.testing.assert_array_equal(argmax, rargmax)

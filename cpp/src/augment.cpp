@@ -41,23 +41,47 @@ inline double bring_into_range(double s, int64_t n, FillMode mode) {
 
 }  // namespace
 
+// Bilinear blend of four neighbour pixels into one output pixel, written as base + fraction * difference so
+// that an integer sample position (identity, flips) reproduces the input exactly.
+static inline void blend(float* o, const float* p00, const float* p01, const float* p10, const float* p11, float fr,
+                  float fc, int64_t C) {
+  for (int64_t k = 0; k < C; ++k) {
+    const float top = p00[k] + fc * (p01[k] - p00[k]);
+    const float bottom = p10[k] + fc * (p11[k] - p10[k]);
+    o[k] = top + fr * (bottom - top);
+  }
+}
+
 // x (N,H,W,C), matrices (N,2,3) -> y (N,H,W,C)
 void affine_warp(float* y, const float* x, const float* matrices, int64_t N, int64_t H, int64_t W, int64_t C,
                  FillMode fill_mode, float cval) {
   const int64_t rows = N * H;
+  // Dynamic chunks of rows: a warp runs between training steps on a machine that may be busy, and a static
+  // split would wait for the slowest core. Each row is written by one thread, so the result is the same.
 #pragma omp parallel
   {
     DenormalGuard guard;
     std::vector<float> fill(static_cast<size_t>(C), cval);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
     for (int64_t nr = 0; nr < rows; ++nr) {
       const int64_t n = nr / H, r = nr % H;
       const float* a = matrices + n * 6;
       const float* img = x + n * H * W * C;
       float* out = y + (n * H + r) * W * C;
+      const double row0 = double(a[0]) * r + double(a[2]), col0 = double(a[3]) * r + double(a[5]);
       for (int64_t c = 0; c < W; ++c) {
-        const double sr = bring_into_range(double(a[0]) * r + double(a[1]) * c + double(a[2]), H, fill_mode);
-        const double sc = bring_into_range(double(a[3]) * r + double(a[4]) * c + double(a[5]), W, fill_mode);
+        const double sr_raw = row0 + double(a[1]) * c, sc_raw = col0 + double(a[4]) * c;
+        float* o = out + c * C;
+        // Fast path: all four neighbours inside the image (most pixels of a mild augmentation).
+        if (sr_raw >= 0.0 && sc_raw >= 0.0 && sr_raw < double(H - 1) && sc_raw < double(W - 1)) {
+          const int64_t r0 = static_cast<int64_t>(sr_raw), c0 = static_cast<int64_t>(sc_raw);
+          const float fr = static_cast<float>(sr_raw - double(r0)), fc = static_cast<float>(sc_raw - double(c0));
+          const float* p = img + (r0 * W + c0) * C;
+          blend(o, p, p + C, p + W * C, p + W * C + C, fr, fc, C);
+          continue;
+        }
+        const double sr = bring_into_range(sr_raw, H, fill_mode);
+        const double sc = bring_into_range(sc_raw, W, fill_mode);
         const double r0f = std::floor(sr), c0f = std::floor(sc);
         const float fr = static_cast<float>(sr - r0f), fc = static_cast<float>(sc - c0f);
         const int64_t r0 = static_cast<int64_t>(r0f), c0 = static_cast<int64_t>(c0f);
@@ -67,14 +91,7 @@ void affine_warp(float* y, const float* x, const float* matrices, int64_t N, int
         const float* p01 = (ra < 0 || cb < 0) ? fill.data() : img + (ra * W + cb) * C;
         const float* p10 = (rb < 0 || ca < 0) ? fill.data() : img + (rb * W + ca) * C;
         const float* p11 = (rb < 0 || cb < 0) ? fill.data() : img + (rb * W + cb) * C;
-        float* o = out + c * C;
-        // Written as base + fraction * difference so that an integer sample position (identity, flips)
-        // reproduces the input exactly.
-        for (int64_t k = 0; k < C; ++k) {
-          const float top = p00[k] + fc * (p01[k] - p00[k]);
-          const float bottom = p10[k] + fc * (p11[k] - p10[k]);
-          o[k] = top + fr * (bottom - top);
-        }
+        blend(o, p00, p01, p10, p11, fr, fc, C);
       }
     }
   }

@@ -89,6 +89,12 @@ void Im2colTransposedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb,
   const int padded = (mb + mr - 1) / mr * mr;
   std::vector<float> row(padded);
   const int64_t tap_end = std::min<int64_t>(i0 + mb, taps);
+  // Entries past the taps (the ones row, then zero padding) are the same for every pixel: written once.
+  const int tail = static_cast<int>(std::max<int64_t>(tap_end - i0, 0));
+  for (int idx = tail; idx < padded; ++idx) {
+    const int64_t m = i0 + idx;
+    row[idx] = (ones_row_ && m == taps && m < i0 + mb) ? 1.0f : 0.0f;
+  }
   PixelCursor px(p0, g_.Ho, g_.Wo);
   for (int k = 0; k < kb; ++k, px.next()) {
     // the im2col row of this pixel, entries i0 .. i0 + padded
@@ -118,8 +124,6 @@ void Im2colTransposedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb,
         }
       }
     }
-    for (int64_t m = i0 + idx; idx < padded; ++idx, ++m)
-      row[idx] = (ones_row_ && m == taps && m < i0 + mb) ? 1.0f : 0.0f;
     for (int t = 0; t * mr < padded; ++t)
       std::memcpy(dst + (static_cast<int64_t>(t) * kb + k) * mr, row.data() + t * mr, sizeof(float) * mr);
   }

@@ -28,10 +28,13 @@ struct Im2col {
       hs = ho * stride_h - pad_top + r;
       ws = wo * stride_w - pad_left + s;
     } else {
-      const int64_t th = ho + pad_top - r, tw = wo + pad_left - s;
-      if (th < 0 || tw < 0 || th % stride_h || tw % stride_w) return nullptr;
-      hs = th / stride_h;
-      ws = tw / stride_w;
+      hs = ho + pad_top - r;
+      ws = wo + pad_left - s;
+      if (stride_h != 1 || stride_w != 1) {  // integer divisions only for strided layers
+        if (hs < 0 || ws < 0 || hs % stride_h || ws % stride_w) return nullptr;
+        hs /= stride_h;
+        ws /= stride_w;
+      }
     }
     if (hs < 0 || hs >= Hs || ws < 0 || ws >= Ws) return nullptr;
     return src + ((n * Hs + hs) * Ws + ws) * Cs;

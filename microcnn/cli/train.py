@@ -284,7 +284,8 @@ def _finish(model, ds, tracker, out, metadata, validation):
     else:
         print(f"Saved the model of epoch {best_epoch} (no validation images: the last epoch) to {out}/")
     files = ["history.csv"] + (["confusion.csv"] if matrix is not None else []) + [Path(p).name for p in plots]
-    print(f"Also written: {', '.join(files)}")
+    hint = "" if plots else " (pip install matplotlib for curves.png and confusion.png)"
+    print(f"Also written: {', '.join(files)}{hint}")
 
 
 if __name__ == "__main__":
