@@ -62,8 +62,9 @@ class AugmentedBatches:
     left-right and shifted by up to `shift` of the image size (microcnn's ImageAugmenter: one C++ affine warp
     per batch)."""
 
-    def __init__(self, x, y, batch_size, shift, seed):
+    def __init__(self, x, y, batch_size, shift, seed, label_smoothing=0.0):
         self.x, self.y, self.batch_size = x, y, batch_size
+        self.label_smoothing = label_smoothing
         self.rng = np.random.default_rng(seed)
         self.images = 0
         self.augmenter = None
@@ -81,6 +82,9 @@ class AugmentedBatches:
             index = np.sort(order[start:start + self.batch_size])
             xb, yb = self.x[index], self.y[index]
             self.images += len(index)
+            if self.label_smoothing:  # Keras's rule: onehot * (1 - s) + s / classes
+                yb = np.full((len(yb), 10), self.label_smoothing / 10, np.float32)
+                yb[np.arange(len(yb)), self.y[index]] += 1.0 - self.label_smoothing
             yield (xb if self.augmenter is None else self.augmenter(xb)), yb
 
 
@@ -153,6 +157,8 @@ def build_parser():
                    help="random left-right flips and shifts up to SHIFT of the size (default: per arch; "
                         "--augment alone: 0.1)")
     p.add_argument("--no-augment", action="store_true", help="no augmentation whatever the arch default")
+    p.add_argument("--label-smoothing", type=float, default=0.0, metavar="S",
+                   help="train on one-hot labels smoothed as in Keras: onehot * (1 - S) + S / 10")
     p.add_argument("--tta", action="store_true", help="also report accuracy averaged with the mirrored test image")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="stop training when this much training time is spent; the schedule then runs on "
@@ -184,7 +190,7 @@ def main(argv=None):
     print(f"Loaded Fashion-MNIST in {time.perf_counter() - t:.1f} s: train {x_train.shape}, test {x_test.shape}")
 
     model = build_model(args.arch, input_shape=(28, 28, 1), num_classes=10)
-    train = AugmentedBatches(x_train, y_train, batch_size, shift, args.seed)
+    train = AugmentedBatches(x_train, y_train, batch_size, shift, args.seed, args.label_smoothing)
     steps = max(epochs * len(train), 2)
     clock = Clock(args.time_budget, None)
     if args.schedule == "onecycle":
@@ -195,12 +201,13 @@ def main(argv=None):
         learning_rate = BudgetedSchedule(cosine, steps, clock)
     else:
         learning_rate = lr
-    model.compile(optimizer=Adam(learning_rate=learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    loss = "categorical_crossentropy" if args.label_smoothing else "sparse_categorical_crossentropy"
+    model.compile(optimizer=Adam(learning_rate=learning_rate), loss=loss, metrics=["accuracy"])
     threads = microcnn._core.get_num_threads()
     print(f"{args.arch}: {model.count_params():,} parameters; {epochs} epochs of {len(train)} steps, batch "
           f"{batch_size}, Adam {args.schedule} peak lr {lr:g}, augmentation "
-          f"{'none' if shift is None else 'flips' + (f' + shifts {shift:g}' if shift else '')}, {threads} thread(s), "
+          f"{'none' if shift is None else 'flips' + (f' + shifts {shift:g}' if shift else '')}, "
+          f"label smoothing {args.label_smoothing:g}, {threads} thread(s), "
           f"kernels {microcnn._core.kernel_isa()}", flush=True)
 
     def report_epoch(epoch, logs, elapsed):
