@@ -63,7 +63,9 @@ def run_worker(name, args):
         "w.main(sys.argv[2], b.parse_args(sys.argv[3:]))"
     )
     cmd = [sys.executable, "-c", code, str(HERE), name, *args.argv]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    # cwd=HERE: `python -c` puts the working directory first on sys.path, and from the repository root the
+    # source tree's microcnn/ (which has no compiled _core) would shadow the installed package.
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=HERE)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT ") :])
