@@ -10,13 +10,13 @@ parameter/state arrays of the optimizer updates, which are updated in place. The
 runs. Functions return freshly allocated arrays.
 """
 
-from typing import Optional, Tuple
 
 import numpy as np
 from numpy.typing import NDArray
+from typing_extensions import TypeAlias
 
-F32 = NDArray[np.float32]
-I32 = NDArray[np.int32]
+F32: TypeAlias = NDArray[np.float32]
+I32: TypeAlias = NDArray[np.int32]
 
 __version__: str
 
@@ -43,7 +43,7 @@ def conv2d_output_size(size: int, kernel: int, stride: int, padding: str) -> int
     """Output length along one axis: valid: (size - kernel) // stride + 1; same: ceil(size / stride)."""
 
 def conv2d_forward(
-    x: F32, w: F32, b: Optional[F32], stride_h: int = 1, stride_w: int = 1, padding: str = "valid",
+    x: F32, w: F32, b: F32 | None, stride_h: int = 1, stride_w: int = 1, padding: str = "valid",
     relu: bool = False,
 ) -> F32:
     """x (N,H,W,C), w (R,S,C,K), b (K,) or None -> y (N,P,Q,K). relu=True applies max(0, .) after the bias.
@@ -52,19 +52,19 @@ def conv2d_forward(
 def conv2d_backward(
     dy: F32, x: F32, w: F32, stride_h: int = 1, stride_w: int = 1, padding: str = "valid",
     need_dx: bool = True, need_db: bool = True,
-) -> Tuple[Optional[F32], F32, Optional[F32]]:
+) -> tuple[F32 | None, F32, F32 | None]:
     """dy (N,P,Q,K), x (N,H,W,C), w (R,S,C,K) -> (dx (N,H,W,C) or None, dw (R,S,C,K), db (K,) or None).
     dw and db are summed over the batch."""
 
 # --- pooling --------------------------------------------------------------------------------------------
 def maxpool2d_forward(
     x: F32, pool_h: int, pool_w: int, stride_h: int, stride_w: int, padding: str = "valid"
-) -> Tuple[F32, I32]:
+) -> tuple[F32, I32]:
     """x (N,H,W,C) -> (y (N,P,Q,C), argmax (N,P,Q,C) int32). argmax holds, per sample, the flat index
     (h*W + w)*C + c of the chosen input. Ties: the first maximum in row-major window order wins.
     Padded positions ("same") never win."""
 
-def maxpool2d_backward(dy: F32, argmax: I32, x_shape: Tuple[int, int, int, int]) -> F32:
+def maxpool2d_backward(dy: F32, argmax: I32, x_shape: tuple[int, int, int, int]) -> F32:
     """dy (N,P,Q,C), argmax (N,P,Q,C) -> dx of x_shape (N,H,W,C): each dy goes to its argmax (accumulated
     where windows overlap)."""
 
@@ -81,8 +81,8 @@ def softmax_backward(dy: F32, y: F32) -> F32:
 
 # --- loss -----------------------------------------------------------------------------------------------
 def softmax_cross_entropy(
-    logits: F32, labels: np.ndarray, sample_weight: Optional[F32] = None
-) -> Tuple[float, F32, F32]:
+    logits: F32, labels: np.ndarray, sample_weight: F32 | None = None
+) -> tuple[float, F32, F32]:
     """logits (N,M); labels int32 (N,) class indices or float32 (N,M) one-hot/probabilities;
     sample_weight (N,) or None. Returns (loss, probs (N,M), dlogits (N,M)) with
     loss = sum_i w_i * CE_i / N (Keras's sum-over-batch-size) and dlogits = w_i * (probs - onehot) / N.
@@ -90,12 +90,12 @@ def softmax_cross_entropy(
     gradient of loss.) A label outside [0, M) raises ValueError."""
 
 # --- dense ----------------------------------------------------------------------------------------------
-def dense_forward(x: F32, w: F32, b: Optional[F32], relu: bool = False) -> F32:
+def dense_forward(x: F32, w: F32, b: F32 | None, relu: bool = False) -> F32:
     """x (N,K), w (K,M), b (M,) or None -> y (N,M)."""
 
 def dense_backward(
     dy: F32, x: F32, w: F32, need_dx: bool = True, need_db: bool = True
-) -> Tuple[Optional[F32], F32, Optional[F32]]:
+) -> tuple[F32 | None, F32, F32 | None]:
     """dy (N,M), x (N,K), w (K,M) -> (dx (N,K) or None, dw (K,M), db (M,) or None)."""
 
 # --- dropout --------------------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def dropout_backward(dy: F32, rate: float, seed: int, step: int) -> F32:
 
 # --- optimizers (in place) ------------------------------------------------------------------------------
 def sgd_update(
-    param: F32, grad: F32, velocity: Optional[F32], learning_rate: float, momentum: float = 0.0,
+    param: F32, grad: F32, velocity: F32 | None, learning_rate: float, momentum: float = 0.0,
     nesterov: bool = False,
 ) -> None:
     """Keras SGD. momentum 0: param -= lr*g. Else v = momentum*v - lr*g; param += v, or with nesterov
@@ -139,7 +139,7 @@ def affine_warp(x: F32, matrices: F32, fill_mode: str = "nearest", cval: float =
     "nearest" (clamp), "constant" (cval) or "reflect". -> (N,H,W,C)."""
 
 # --- normalization --------------------------------------------------------------------------------------
-def batchnorm_forward_train(x: F32, gamma: F32, beta: F32, epsilon: float) -> Tuple[F32, F32, F32]:
+def batchnorm_forward_train(x: F32, gamma: F32, beta: F32, epsilon: float) -> tuple[F32, F32, F32]:
     """x (..., C): statistics over all axes but the last. -> (y, batch_mean (C,), batch_var (C,)) with the
     biased variance (Keras normalises with it and updates moving_variance with it too)."""
 
@@ -149,10 +149,10 @@ def batchnorm_forward_infer(
 
 def batchnorm_backward(
     dy: F32, x: F32, gamma: F32, batch_mean: F32, batch_var: F32, epsilon: float
-) -> Tuple[F32, F32, F32]:
+) -> tuple[F32, F32, F32]:
     """-> (dx like x, dgamma (C,), dbeta (C,))."""
 
 def global_avgpool_forward(x: F32) -> F32:
     """x (N,H,W,C) -> (N,C)."""
 
-def global_avgpool_backward(dy: F32, x_shape: Tuple[int, int, int, int]) -> F32: ...
+def global_avgpool_backward(dy: F32, x_shape: tuple[int, int, int, int]) -> F32: ...

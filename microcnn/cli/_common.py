@@ -19,6 +19,11 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+def help_formatter(prog):
+    """--help keeps the epilog's line breaks and aligns option help at column 30."""
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
+
+
 def positive_int(text):
     try:
         value = int(text)

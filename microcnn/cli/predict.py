@@ -14,7 +14,16 @@ import numpy as np
 
 from ..data import preprocess_for_prediction, walk_files
 from ..images import readable_extensions
-from ._common import EXIT_ERROR, EXIT_OK, ArgumentParser, parse, positive_int, run, set_threads
+from ._common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    ArgumentParser,
+    help_formatter,
+    parse,
+    positive_int,
+    run,
+    set_threads,
+)
 
 PROG = "microcnn-predict"
 EPILOG = """\
@@ -30,7 +39,7 @@ exit status: 0 all predicted, 1 some file failed (named on stderr) or the model 
 
 def build_parser():
     p = ArgumentParser(prog=PROG, description="Classify images with a model trained by microcnn-train.",
-                       epilog=EPILOG, formatter_class=_formatter)
+                       epilog=EPILOG, formatter_class=help_formatter)
     p.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders of images")
     p.add_argument("--model", default="model", help="model folder written by microcnn-train (default model/)")
     p.add_argument("--top-k", type=positive_int, default=1, metavar="K", help="show the K most likely classes")
@@ -39,12 +48,6 @@ def build_parser():
     p.add_argument("--threads", type=positive_int, default=None, help="kernel threads (default: all cores)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
-
-
-def _formatter(prog):
-    import argparse
-
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
 
 
 def main(argv=None):

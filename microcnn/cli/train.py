@@ -23,6 +23,7 @@ from ._common import (
     ArgumentParser,
     UsageError,
     fraction,
+    help_formatter,
     image_size,
     non_negative_int,
     parse,
@@ -57,7 +58,7 @@ exit status: 0 trained, 1 error, 2 bad command line, 130 interrupted (checkpoint
 
 def build_parser():
     p = ArgumentParser(prog=PROG, description="Train a small CNN on a folder of labelled images.",
-                       epilog=EPILOG, formatter_class=lambda prog: _formatter(prog))
+                       epilog=EPILOG, formatter_class=help_formatter)
     p.add_argument("dataset", metavar="DATASET", help="dataset folder (see layouts below)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="number of epochs (default 20; with --resume: the checkpoint's, or this to extend)")
@@ -90,12 +91,6 @@ def build_parser():
                    help="replace the model in a non-empty OUT (only the files this tool writes)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
-
-
-def _formatter(prog):
-    import argparse
-
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
 
 
 def main(argv=None):
