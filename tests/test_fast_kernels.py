@@ -19,22 +19,6 @@ CONV_CASES = [
 DENSE_CASES = [(32, 5000, 96), (7, 3001, 33)]
 
 
-@pytest.fixture(params=_core.available_kernel_isas())
-def isa(request):
-    before = _core.kernel_isa()
-    _core.set_kernel_isa(request.param)
-    yield request.param
-    _core.set_kernel_isa(before)
-
-
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    before = _core.get_num_threads()
-    _core.set_num_threads(request.param)
-    yield request.param
-    _core.set_num_threads(before)
-
-
 def rand(*shape, scale=1.0):
     return (RNG.standard_normal(shape) * scale).astype(np.float32)
 

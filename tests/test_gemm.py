@@ -29,22 +29,6 @@ SHAPES = [
 ]
 
 
-@pytest.fixture(params=ISAS)
-def isa(request):
-    before = _core.kernel_isa()
-    _core.set_kernel_isa(request.param)
-    yield request.param
-    _core.set_kernel_isa(before)
-
-
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    before = _core.get_num_threads()
-    _core.set_num_threads(request.param)
-    yield request.param
-    _core.set_num_threads(before)
-
-
 def _operands(m, n, k, seed):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32)
