@@ -16,7 +16,7 @@ CONV_CASES = [
     (3, 21, 19, 5, 40, 3, 3, 2, 2, "same"),  # strided: backward-data skips taps that do not divide
     (2, 17, 23, 7, 13, 4, 2, 1, 3, "valid"),
 ]
-DENSE_CASES = [(32, 5000, 96), (7, 3001, 33)]
+DENSE_CASES = [(32, 5000, 96), (7, 3001, 33), (1, 2049, 40), (64, 700, 256), (33, 1500, 17), (70, 900, 50)]
 
 
 def rand(*shape, scale=1.0):

@@ -13,7 +13,10 @@ namespace microcnn {
 // x (N,K), w (K,M), b (M) or nullptr -> y (N,M)
 void dense_forward(float* y, const float* x, const float* w, const float* b, int64_t N, int64_t K, int64_t M,
                    bool relu) {
-  gemm(y, M, StridedA(x, K, 1, /*rows_panels=*/M <= 128), StridedB(w, M, 1), N, M, K, GemmEpilogue{b, relu});
+  // Row panels (a copy of x) unless both the batch and the layer are wide: with a small batch the GEMM reads
+  // w in place, and transposing x into k-major panels would be a large share of the remaining work.
+  gemm(y, M, StridedA(x, K, 1, /*rows_panels=*/M <= 128 || N <= 64), StridedB(w, M, 1), N, M, K,
+       GemmEpilogue{b, relu});
 }
 
 // dy (N,M), x (N,K), w (K,M) -> dx (N,K) or nullptr, dw (K,M), db (M) or nullptr

@@ -49,10 +49,18 @@ class PanelA {
 
 // Copies B[p0:p0+kb, j0:j0+nb] into ceil(nb/nr) micro-panels, panel t at dst + t*kb*nr holding
 // dst[t*kb*nr + k*nr + j] = B[p0 + k, j0 + t*nr + j]; columns at or past nb are zero.
+// A source that is a row-major matrix in memory may also hand it out as is (direct): for a small M each B
+// element is used by few micro-kernel calls, and the micro-kernel then reads it in place, skipping the copy
+// (which would read, write and re-read the whole of B: the dense layer's 90 MB weight matrix).
 class PanelB {
  public:
   virtual ~PanelB() = default;
   virtual void pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const = 0;
+  // B[k, j] = direct()[k*row_stride + j], or nullptr when B is not such a matrix.
+  virtual const float* direct(int64_t* row_stride) const {
+    (void)row_stride;
+    return nullptr;
+  }
 };
 
 // A[i, k] = data[i*row_stride + k*col_stride]: a row-major matrix (row_stride = lda, col_stride = 1) or the
@@ -78,6 +86,10 @@ class StridedB final : public PanelB {
   StridedB(const float* data, int64_t row_stride, int64_t col_stride)
       : d_(data), rs_(row_stride), cs_(col_stride) {}
   void pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const override;
+  const float* direct(int64_t* row_stride) const override {
+    *row_stride = rs_;
+    return cs_ == 1 ? d_ : nullptr;
+  }
 
  private:
   const float* d_;

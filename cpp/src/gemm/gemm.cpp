@@ -110,6 +110,16 @@ void StridedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) 
 }
 
 void StridedB::pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const {
+  if (cs_ == 1 && nb % nr == 0) {  // row-major, whole panels: read B row by row, the order memory streams best
+    for (int k = 0; k < kb; ++k) {
+      const float* src = d_ + (p0 + k) * rs_ + j0;
+      for (int t = 0; t * nr < nb; ++t) {
+        float* d = dst + static_cast<int64_t>(t) * kb * nr + static_cast<int64_t>(k) * nr;
+        for (int j = 0; j < nr; ++j) d[j] = src[t * nr + j];
+      }
+    }
+    return;
+  }
   for (int t = 0; t * nr < nb; ++t) {
     float* d = dst + static_cast<int64_t>(t) * kb * nr;
     const int64_t jb = j0 + static_cast<int64_t>(t) * nr;
@@ -133,6 +143,9 @@ void StridedB::pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) 
 
 // --- driver ----------------------------------------------------------------------------------------------
 namespace {
+
+// Up to this many rows of C, B is read in place when its source allows it (PanelB::direct).
+constexpr int64_t kDirectBMaxRows = 64;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
@@ -171,7 +184,49 @@ struct Problem {
   const float* bias;
   bool relu;
   bool accumulate;
+  bool direct_b = false;  // read B in place where it allows (PanelB::direct) instead of packing it
 };
+
+// One (kb x nb) block of B as the micro-kernels see it: packed micro-panels, or B in place (direct, row
+// stride ld) for the first `full` columns with only the narrower last micro-panel packed (at `packed`).
+struct BlockB {
+  const float* packed;
+  const float* direct = nullptr;
+  int64_t ld = 0;
+  int full = 0;
+  const float* next = nullptr;  // the next block when it is contiguous: prefetched while this one runs
+  int64_t next_floats = 0;
+};
+
+// Sets up the B block at (p0, j0) in buf: packs all of it, or only its edge micro-panel when B is read in place.
+// next_rows: rows of the block that follows in the same column range (0 if none).
+BlockB prepare_b(const Problem& p, float* buf, int64_t p0, int kb, int64_t j0, int nb, int64_t next_rows) {
+  const int nr = p.ki.nr;
+  int64_t ld = 0;
+  const float* d = p.direct_b ? p.b.direct(&ld) : nullptr;
+  if (!d) {
+    p.b.pack(buf, p0, kb, j0, nb, nr);
+    return BlockB{buf};
+  }
+  const int full = nb / nr * nr;
+  if (full < nb) p.b.pack(buf, p0, kb, j0 + full, nb - full, nr);
+  BlockB bb{buf, d + p0 * ld + j0, ld, full};
+  if (nb == ld && next_rows > 0) {  // whole rows: the next block is one contiguous run
+    bb.next = d + (p0 + kb) * ld;
+    bb.next_floats = next_rows * ld;
+  }
+  return bb;
+}
+
+// The prefetch stream of the q-th in-place micro-kernel call of a block: the q-th run of kb lines of the next
+// block, never past its end; null once the block is covered.
+const float* prefetch_slice(const BlockB& bb, int64_t q, int kb) {
+  const int64_t len = static_cast<int64_t>(kb) * gd::kLineFloats;
+  if (!bb.next || len > bb.next_floats) return nullptr;
+  const int64_t off = q * len;
+  if (off >= bb.next_floats) return nullptr;
+  return bb.next + std::min(off, bb.next_floats - len);
+}
 
 // Floats of one packed A block of mb rows and depth kb.
 size_t a_block_size(const PanelA& a, int kb, int mb, int mr) {
@@ -180,29 +235,36 @@ size_t a_block_size(const PanelA& a, int kb, int mb, int mr) {
 
 // Micro-kernels over one packed A block (mb rows) x one packed B block (nb columns) of the slice starting at
 // C(ic, jc). `last` marks the final K slice: only then are bias and ReLU applied.
-void run_tiles(const Problem& p, const float* abuf, const float* bbuf, int64_t ic, int mb, int64_t jc, int nb, int kb,
+void run_tiles(const Problem& p, const float* abuf, const BlockB& bb, int64_t ic, int mb, int64_t jc, int nb, int kb,
                bool accumulate, bool last) {
   const gd::KernelInfo& ki = p.ki;
   const int mr = ki.mr, nr = ki.nr;
   const float* bias = last ? p.bias : nullptr;
   const bool relu = last && p.relu;
   const bool rows = p.a.rows_layout();
-  const gd::MicroKernel kernel = rows ? ki.kernel_rows : ki.kernel;
   const int64_t a_panel = rows ? static_cast<int64_t>(mr) * kPackedRowStride : static_cast<int64_t>(kb) * mr;
+  int64_t calls = 0;  // in-place micro-kernel calls so far, each prefetching its slice of the next block
   for (int jr = 0; jr < nb; jr += nr) {
     const int nn = std::min(nr, nb - jr);
-    const float* bp = bbuf + static_cast<int64_t>(jr / nr) * kb * nr;
+    const bool in_place = bb.direct && jr < bb.full;
+    const float* bp = in_place ? bb.direct + jr
+                      : bb.direct ? bb.packed
+                                  : bb.packed + static_cast<int64_t>(jr / nr) * kb * nr;
+    const int64_t ldb = in_place ? bb.ld : nr;
+    const gd::MicroKernel kernel = in_place ? (rows ? ki.kernel_rows_in_place : ki.kernel_in_place)
+                                            : (rows ? ki.kernel_rows : ki.kernel);
     const float* bias_j = bias ? bias + jc + jr : nullptr;
     for (int ir = 0; ir < mb; ir += mr) {
       const int mm = std::min(mr, mb - ir);
       const float* ap = abuf + (ir / mr) * a_panel;
       float* ct = p.c + (ic + ir) * p.ldc + jc + jr;
+      const float* pf = in_place ? prefetch_slice(bb, calls++, kb) : nullptr;
       if (mm == mr && nn == nr) {
-        kernel(kb, ap, bp, ct, p.ldc, accumulate, bias_j, relu);
+        kernel(kb, ap, bp, ldb, ct, p.ldc, accumulate, bias_j, relu, pf);
         continue;
       }
       float* edge = tl_edge.get(static_cast<size_t>(mr) * nr);
-      kernel(kb, ap, bp, edge, nr, false, nullptr, false);
+      kernel(kb, ap, bp, ldb, edge, nr, false, nullptr, false, pf);
       for (int i = 0; i < mm; ++i)
         for (int j = 0; j < nn; ++j) {
           float v = edge[i * nr + j];
@@ -223,12 +285,12 @@ void gemm_range(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1
     for (int64_t pc = k0; pc < k1; pc += ki.kc) {
       const int kb = static_cast<int>(std::min<int64_t>(ki.kc, k1 - pc));
       float* bbuf = tl_b.get(static_cast<size_t>(kb) * round_up(nb, ki.nr));
-      p.b.pack(bbuf, pc, kb, jc, nb, ki.nr);
+      const BlockB bb = prepare_b(p, bbuf, pc, kb, jc, nb, std::min<int64_t>(ki.kc, k1 - pc - kb));
       for (int64_t ic = i0; ic < i1; ic += ki.mc) {
         const int mb = static_cast<int>(std::min<int64_t>(ki.mc, i1 - ic));
         float* abuf = tl_a.get(a_block_size(p.a, kb, mb, ki.mr));
         p.a.pack(abuf, ic, mb, pc, kb, ki.mr);
-        run_tiles(p, abuf, bbuf, ic, mb, jc, nb, kb, p.accumulate || pc != k0, pc + kb == k1);
+        run_tiles(p, abuf, bb, ic, mb, jc, nb, kb, p.accumulate || pc != k0, pc + kb == k1);
       }
     }
   }
@@ -268,7 +330,7 @@ void gemm_split_m(const Problem& p, int64_t M, int64_t N, int64_t K, int threads
           const int mb = static_cast<int>(std::min<int64_t>(mc, M - ic));
           float* abuf = tl_a.get(a_block_size(p.a, kb, mb, ki.mr));
           p.a.pack(abuf, ic, mb, pc, kb, ki.mr);
-          run_tiles(p, abuf, bbuf, ic, mb, jc, nb, kb, p.accumulate || pc != 0, pc + kb == K);
+          run_tiles(p, abuf, BlockB{bbuf}, ic, mb, jc, nb, kb, p.accumulate || pc != 0, pc + kb == K);
         }
       }
     }
@@ -299,7 +361,7 @@ void gemm_split_k(const Problem& p, int64_t M, int64_t N, int64_t K, int threads
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < chunks; ++t) {
       float* mine = partial.data() + static_cast<size_t>(t) * M * N;
-      const Problem part{p.ki, mine, N, p.a, p.b, nullptr, false, false};
+      const Problem part{p.ki, mine, N, p.a, p.b, nullptr, false, false, p.direct_b};
       gemm_range(part, 0, M, 0, N, K * t / chunks, K * (t + 1) / chunks);
     }
 #pragma omp for schedule(static)
@@ -322,7 +384,9 @@ void gemm_split_k(const Problem& p, int64_t M, int64_t N, int64_t K, int threads
 void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
           const GemmEpilogue& epilogue, bool accumulate) {
   const gd::KernelInfo& ki = *g_kernel.load();
-  const Problem p{ki, c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate};
+  // With few rows of A, each B element feeds at most a few micro-kernel calls: packing B would cost more
+  // memory traffic than it saves.
+  const Problem p{ki, c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate, M <= kDirectBMaxRows};
   const int threads = max_threads();
   const double flops = 2.0 * M * N * K;
 #ifdef MICROCNN_OPENMP
