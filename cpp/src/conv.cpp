@@ -1,11 +1,14 @@
 // Production convolution: implicit GEMM on the packed SGEMM (conv_gemm.hpp gathers the im2col rows straight
 // into the GEMM panels). forward: y = im2col(x) @ w (+ bias, ReLU in the epilogue); backward-data:
 // dx = im2col_transposed_conv(dy) @ w laid out (R,S,K,C); backward-weights: [dw; db] = [im2col(x) | 1]^T @ dy.
+// Layers with few input channels (an image network's first layer) take the direct kernels of conv_direct.hpp
+// for the forward pass and the weight gradient instead.
 #include "microcnn/conv.hpp"
 
 #include <algorithm>
 #include <vector>
 
+#include "conv_direct.hpp"
 #include "conv_gemm.hpp"
 #include "microcnn/gemm.hpp"
 
@@ -44,6 +47,7 @@ ConvShape make_conv_shape(int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
 
 // x (N,H,W,C), w (R,S,C,K), b (K) or nullptr -> y (N,P,Q,K)
 void conv2d_forward(float* y, const float* x, const float* w, const float* b, const ConvShape& s, bool relu) {
+  if (conv_direct::applies(s)) return conv_direct::forward(y, x, w, b, s, relu);
   const conv_gemm::Im2colA a(conv_gemm::forward_im2col(x, s));
   const StridedB b_w(w, s.K, 1);  // w as (R*S*C, K)
   gemm(y, s.K, a, b_w, s.N * s.P * s.Q, s.K, s.R * s.S * s.C, GemmEpilogue{b, relu});
@@ -53,9 +57,11 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b, co
 void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                      const ConvShape& s) {
   const int64_t taps = s.R * s.S * s.C, pixels = s.N * s.P * s.Q;
-  // dw (taps, K) and db (K) from one GEMM: a row of ones under the transposed im2col sums dy over pixels.
-  // The GEMM splits the long pixel reduction over threads and adds the partial sums in thread order.
-  {
+  if (conv_direct::applies(s)) {
+    conv_direct::backward_weights(dw, db, dy, x, s);
+  } else {
+    // dw (taps, K) and db (K) from one GEMM: a row of ones under the transposed im2col sums dy over pixels.
+    // The GEMM splits the long pixel reduction over threads and adds the partial sums in thread order.
     const conv_gemm::Im2colTransposedA a(conv_gemm::forward_im2col(x, s), db != nullptr);
     const StridedB b_dy(dy, s.K, 1);
     if (db) {
