@@ -10,8 +10,10 @@ constexpr int MR = 12;
 constexpr int NR = 32;
 
 template <bool ROWS, bool IN_PLACE>
-void kernel(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate,
-            const float* bias, bool relu, const float* pf) {
+void kernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+            bool accumulate, const float* bias, bool relu, const float* pf) {
+  // Packed row panels have a fixed row stride, which lets the compiler fold it into the addresses.
+  if (!IN_PLACE) lda = kPackedRowStride;
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
@@ -21,7 +23,7 @@ void kernel(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, i
     const __m512 b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
-      const __m512 ai = _mm512_set1_ps(ROWS ? a[i * kPackedRowStride] : a[i]);
+      const __m512 ai = _mm512_set1_ps(ROWS ? a[i * lda] : a[i]);
       c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
       c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
     }
