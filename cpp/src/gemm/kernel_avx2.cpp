@@ -9,23 +9,26 @@ namespace {
 constexpr int MR = 6;
 constexpr int NR = 16;
 
-template <bool ROWS>
-void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, const float* bias,
-            bool relu) {
+template <bool ROWS, bool IN_PLACE>
+void kernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+            bool accumulate, const float* bias, bool relu, const float* pf) {
+  // Packed row panels have a fixed row stride, which lets the compiler fold it into the addresses.
+  if (!IN_PLACE) lda = kPackedRowStride;
   __m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
   for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
   for (int64_t k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_load_ps(b);
-    const __m256 b1 = _mm256_load_ps(b + 8);
+    if (IN_PLACE && pf) _mm_prefetch(reinterpret_cast<const char*>(pf + k * kLineFloats), _MM_HINT_T1);
+    const __m256 b0 = _mm256_loadu_ps(b);
+    const __m256 b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
-      const __m256 ai = _mm256_broadcast_ss(ROWS ? a + i * kPackedRowStride : a + i);
+      const __m256 ai = _mm256_broadcast_ss(ROWS ? a + i * lda : a + i);
       c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
       c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
     }
     a += ROWS ? 1 : MR;
-    b += NR;
+    b += ldb;
   }
   const __m256 zero = _mm256_setzero_ps();
   const __m256 bias0 = bias ? _mm256_loadu_ps(bias) : zero;
@@ -54,7 +57,8 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, b
 }  // namespace
 
 const KernelInfo& avx2_kernel() {
-  static const KernelInfo info{Isa::avx2, "avx2/fma", MR, NR, 240, 256, 2048, kernel<false>, kernel<true>};
+  static const KernelInfo info{Isa::avx2, "avx2/fma", MR, NR, 240, 256, 2048,
+                               kernel<false, false>, kernel<true, false>, kernel<false, true>, kernel<true, true>};
   return info;
 }
 

@@ -9,23 +9,26 @@ namespace {
 constexpr int MR = 12;
 constexpr int NR = 32;
 
-template <bool ROWS>
-void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, const float* bias,
-            bool relu) {
+template <bool ROWS, bool IN_PLACE>
+void kernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+            bool accumulate, const float* bias, bool relu, const float* pf) {
+  // Packed row panels have a fixed row stride, which lets the compiler fold it into the addresses.
+  if (!IN_PLACE) lda = kPackedRowStride;
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(b);
-    const __m512 b1 = _mm512_load_ps(b + 16);
+    if (IN_PLACE && pf) _mm_prefetch(reinterpret_cast<const char*>(pf + k * kLineFloats), _MM_HINT_T1);
+    const __m512 b0 = _mm512_loadu_ps(b);
+    const __m512 b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
-      const __m512 ai = _mm512_set1_ps(ROWS ? a[i * kPackedRowStride] : a[i]);
+      const __m512 ai = _mm512_set1_ps(ROWS ? a[i * lda] : a[i]);
       c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
       c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
     }
     a += ROWS ? 1 : MR;
-    b += NR;
+    b += ldb;
   }
   const __m512 zero = _mm512_setzero_ps();
   const __m512 bias0 = bias ? _mm512_loadu_ps(bias) : zero;
@@ -54,7 +57,8 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, b
 }  // namespace
 
 const KernelInfo& avx512_kernel() {
-  static const KernelInfo info{Isa::avx512, "avx512", MR, NR, 240, 256, 2048, kernel<false>, kernel<true>};
+  static const KernelInfo info{Isa::avx512, "avx512", MR, NR, 240, 256, 2048,
+                               kernel<false, false>, kernel<true, false>, kernel<false, true>, kernel<true, true>};
   return info;
 }
 
