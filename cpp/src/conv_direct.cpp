@@ -155,6 +155,7 @@ class WeightGradRows {
   }
   size_t band_size() const { return static_cast<size_t>(s_.R * band_stride_); }
   int64_t partial_size() const { return (taps_ + 1) * Kpad_; }
+  const Kernels& kernels() const { return kn_; }
 
   // partial += the contribution of output row (n, p), pixels [0, Q), whose gradient is dyrow (Q, K). next, if
   // not nullptr, is the gradient row to prefetch meanwhile. with_db: also sum dyrow into the db row.
@@ -249,20 +250,7 @@ void backward_weights(float* dw, float* db, const float* dy, const float* x, con
 
 int64_t unpool_rows(float* dz, const float* dy, const int32_t* argmax, const float* y, int64_t Q2, int64_t Q,
                     int64_t K, int64_t base) {
-  std::fill(dz, dz + 2 * Q2 * K, 0.0f);
-  std::fill(dz + Q * K, dz + Q * K + 2 * Q2 * K, 0.0f);
-  int64_t bad = 0;
-  for (int64_t q2 = 0; q2 < Q2; ++q2)
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t i = q2 * K + k, at = argmax[i] - base, first = 2 * i - k;  // first = 2*q2*K + k
-      // The four positions of the window, checked without a division: anything else would write elsewhere.
-      if (at != first && at != first + K && at != first + Q * K && at != first + Q * K + K) {
-        ++bad;
-        continue;
-      }
-      dz[at] = y[i] > 0.0f ? dy[i] : 0.0f;  // relu_backward on the pooled side, as MaxPooling2D.backward does
-    }
-  return bad;
+  return active_kernels().unpool_rows(dz, dy, argmax, y, Q2, Q, K, base);
 }
 
 // x (N,H,W,C), w (R,S,C,K), b (K) or nullptr -> y (N,P/2,Q/2,K), argmax (N,P/2,Q/2,K)
@@ -280,32 +268,8 @@ void forward_relu_maxpool(float* y, int32_t* argmax, const float* x, const float
       float *z0 = z.data(), *z1 = z0 + Q * K;
       rows_of.compute(z0, band.data(), n, 2 * p2, 2 * Q2);  // a last odd column or row is never pooled
       rows_of.compute(z1, band.data(), n, 2 * p2 + 1, 2 * Q2);
-      float* out = y + np2 * Q2 * K;
-      int32_t* idx = argmax + np2 * Q2 * K;
-      const int32_t base = static_cast<int32_t>(2 * p2 * Q * K);
-      // The window in row-major order with strict >, as maxpool2d_forward: the first maximum wins.
-      for (int64_t q2 = 0; q2 < Q2; ++q2, out += K, idx += K) {
-        const int64_t o0 = 2 * q2 * K, o1 = o0 + K;
-        const float *x0 = z0 + o0, *x1 = z0 + o1, *x2 = z1 + o0, *x3 = z1 + o1;
-        const int32_t j0 = base + static_cast<int32_t>(o0), j1 = base + static_cast<int32_t>(o1);
-        const int32_t j2 = j0 + static_cast<int32_t>(Q * K), j3 = j1 + static_cast<int32_t>(Q * K);
-        for (int64_t k = 0; k < K; ++k) {
-          const int32_t kk = static_cast<int32_t>(k);
-          float best = x0[k];
-          int32_t where = j0 + kk;
-          int32_t g = -static_cast<int32_t>(x1[k] > best);
-          best = x1[k] > best ? x1[k] : best;
-          where = (g & (j1 + kk)) | (~g & where);
-          g = -static_cast<int32_t>(x2[k] > best);
-          best = x2[k] > best ? x2[k] : best;
-          where = (g & (j2 + kk)) | (~g & where);
-          g = -static_cast<int32_t>(x3[k] > best);
-          best = x3[k] > best ? x3[k] : best;
-          where = (g & (j3 + kk)) | (~g & where);
-          out[k] = best;
-          idx[k] = where;
-        }
-      }
+      rows_of.kernels().pool_rows(y + np2 * Q2 * K, argmax + np2 * Q2 * K, z0, z1, Q2, K,
+                                  static_cast<int32_t>(2 * p2 * Q * K), static_cast<int32_t>(Q * K));
     }
   }
 }
@@ -327,7 +291,7 @@ int64_t backward_weights_maxpool(float* dw, float* db, const float* dy, const in
     for (int64_t c = 0; c < chunks; ++c)
       for (int64_t np2 = rows * c / chunks; np2 < rows * (c + 1) / chunks; ++np2) {
         const int64_t n = np2 / P2, p2 = np2 % P2, off = np2 * Q2 * K;
-        bad += unpool_rows(dz.data(), dy + off, argmax + off, y + off, Q2, Q, K, 2 * p2 * Q * K);
+        bad += grad.kernels().unpool_rows(dz.data(), dy + off, argmax + off, y + off, Q2, Q, K, 2 * p2 * Q * K);
         // Rows and columns the pooling drops have a zero gradient: they are skipped.
         float* partial = partials.data() + c * grad.partial_size();
         grad.add(partial, band.data(), n, 2 * p2, dz.data(), 2 * Q2, nullptr, db != nullptr);

@@ -41,9 +41,10 @@ void forward_relu_maxpool(float* y, int32_t* argmax, const float* x, const float
 int64_t backward_weights_maxpool(float* dw, float* db, const float* dy, const int32_t* argmax, const float* y,
                                  const float* x, const ConvShape& s);
 
-// dz rows 2*p2 and 2*p2 + 1 (at dz and dz + Q*K, pixels [0, 2*Q2) written, the rest untouched) from pooled row p2:
-// dz = relu_backward(dy, y) at each argmax, 0 elsewhere. dy, argmax, y point at the pooled row (Q2, K); base is
-// the argmax value of (row 2*p2, column 0, channel 0). Returns the number of argmax entries not in their window.
+// dz rows 2*p2 and 2*p2 + 1 (at dz and dz + Q*K; pixels [0, 2*Q2) written, the rest untouched) from pooled row
+// p2: dz = relu_backward(dy, y) at each argmax, 0 elsewhere (a window whose argmax lies outside it stays 0).
+// dy, argmax, y point at the pooled row (Q2, K); base is the flat index of (row 2*p2, column 0, channel 0).
+// Returns the number of argmax entries not in their window.
 int64_t unpool_rows(float* dz, const float* dy, const int32_t* argmax, const float* y, int64_t Q2, int64_t Q,
                     int64_t K, int64_t base);
 
@@ -80,6 +81,12 @@ struct Kernels {
   ForwardTile forward[kMaxPixelStep][2];  // [XS - 1][kv - 1]
   BackwardTile (*backward)(int taps, int kv, bool db);  // taps <= max_taps
   StreamCopy stream_copy;
+  // The fused block's pooling side (conv_direct_pool.hpp): pool two conv rows into one pooled row, and its
+  // backward unpool_rows (below).
+  void (*pool_rows)(float* y, int32_t* argmax, const float* z0, const float* z1, int64_t Q2, int64_t K,
+                    int32_t base, int32_t row);
+  int64_t (*unpool_rows)(float* dz, const float* dy, const int32_t* argmax, const float* y, int64_t Q2, int64_t Q,
+                         int64_t K, int64_t base);
 };
 
 const Kernels& generic_kernels();
