@@ -478,6 +478,13 @@ void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, in
   gemm_range(p, 0, M, 0, N, 0, K);
 }
 
+void gemm_serial(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
+                 const GemmEpilogue& epilogue, bool accumulate) {
+  const Problem p{*g_kernel.load(), c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate, M <= kInPlaceMax,
+                  N <= kInPlaceMax, epilogue.transpose_c};
+  gemm_range(p, 0, M, 0, N, 0, K);
+}
+
 void sgemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K) {
   const StridedA pa(a, K, 1, /*rows_panels=*/N <= 128);
   const StridedB pb(b, N, 1);
