@@ -56,6 +56,21 @@ def conv2d_backward(
     """dy (N,P,Q,K), x (N,H,W,C), w (R,S,C,K) -> (dx (N,H,W,C) or None, dw (R,S,C,K), db (K,) or None).
     dw and db are summed over the batch."""
 
+def conv2d_relu_maxpool_forward(
+    x: F32, w: F32, b: F32 | None, stride_h: int = 1, stride_w: int = 1, padding: str = "valid"
+) -> tuple[F32, I32]:
+    """conv + ReLU + 2x2 stride-2 "valid" max pool in one pass, without the conv output in memory:
+    exactly maxpool2d_forward(conv2d_forward(x, w, b, ..., relu=True), 2, 2, 2, 2) -> (y (N,P//2,Q//2,K),
+    argmax (N,P//2,Q//2,K) int32 into the conv output (N,P,Q,K)). Requires P, Q >= 2."""
+
+def conv2d_relu_maxpool_backward(
+    dy: F32, argmax: I32, y: F32, x: F32, w: F32, stride_h: int = 1, stride_w: int = 1,
+    padding: str = "valid", need_db: bool = True,
+) -> tuple[F32, F32 | None]:
+    """dy, argmax, y (N,P//2,Q//2,K) from the forward above, x (N,H,W,C), w (R,S,C,K) -> (dw (R,S,C,K),
+    db (K,) or None): conv2d_backward's weight gradients for dz = maxpool2d_backward(relu_backward(dy, y),
+    argmax, (N,P,Q,K)), without dz in memory. ValueError when an argmax lies outside its own window."""
+
 # --- pooling --------------------------------------------------------------------------------------------
 def maxpool2d_forward(
     x: F32, pool_h: int, pool_w: int, stride_h: int, stride_w: int, padding: str = "valid"

@@ -6,11 +6,13 @@
 #include "microcnn/conv.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "conv_direct.hpp"
 #include "conv_gemm.hpp"
 #include "microcnn/gemm.hpp"
+#include "microcnn/pool.hpp"
 
 namespace microcnn {
 
@@ -83,6 +85,31 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
     const StridedB b_wt(wt.data(), s.C, 1);
     gemm(dx, s.C, a, b_wt, s.N * s.H * s.W, s.C, s.R * s.S * s.K);
   }
+}
+
+// x (N,H,W,C), w (R,S,C,K), b (K) or nullptr -> y (N,P/2,Q/2,K), argmax (N,P/2,Q/2,K)
+void conv2d_relu_maxpool_forward(float* y, int32_t* argmax, const float* x, const float* w, const float* b,
+                                 const ConvShape& s) {
+  if (conv_direct::applies(s)) return conv_direct::forward_relu_maxpool(y, argmax, x, w, b, s);
+  const std::unique_ptr<float[]> z(new float[s.N * s.P * s.Q * s.K]);  // not zeroed: every element is written
+  conv2d_forward(z.get(), x, w, b, s, /*relu=*/true);
+  maxpool2d_forward(y, argmax, z.get(), make_conv_shape(s.N, s.P, s.Q, s.K, s.K, 2, 2, 2, 2, Padding::Valid));
+}
+
+// dy (N,P/2,Q/2,K), argmax (N,P/2,Q/2,K), y (N,P/2,Q/2,K), x (N,H,W,C) -> dw (R,S,C,K), db (K) or nullptr
+int64_t conv2d_relu_maxpool_backward(float* dw, float* db, const float* dy, const int32_t* argmax, const float* y,
+                                     const float* x, const ConvShape& s) {
+  if (conv_direct::applies(s)) return conv_direct::backward_weights_maxpool(dw, db, dy, argmax, y, x, s);
+  const int64_t P2 = s.P / 2, Q2 = s.Q / 2, row = s.Q * s.K;
+  std::vector<float> dz(static_cast<size_t>(s.N * s.P * row), 0.0f);
+  int64_t bad = 0;
+  for (int64_t np2 = 0; np2 < s.N * P2; ++np2) {
+    const int64_t n = np2 / P2, p2 = np2 % P2, off = np2 * Q2 * s.K;
+    bad += conv_direct::unpool_rows(dz.data() + (n * s.P + 2 * p2) * row, dy + off, argmax + off, y + off, Q2,
+                                    s.Q, s.K, 2 * p2 * row);
+  }
+  conv2d_backward(nullptr, dw, db, dz.data(), x, nullptr, s);  // w is only read for dx
+  return bad;
 }
 
 }  // namespace microcnn

@@ -27,6 +27,27 @@ void forward(float* y, const float* x, const float* w, const float* b, const Con
 // Requires applies(s).
 void backward_weights(float* dw, float* db, const float* dy, const float* x, const ConvShape& s);
 
+// The conv + ReLU + 2x2 stride-2 "valid" max-pool block (an image network's first layer and its pooling), without
+// the full-resolution conv output z (N,P,Q,K) in memory: it is computed two rows at a time and pooled at once.
+// x (N,H,W,C), w (R,S,C,K), b (K) or nullptr -> y (N,P/2,Q/2,K), argmax (N,P/2,Q/2,K): maxpool2d_forward of
+// z = max(0, conv + b). Requires applies(s), P >= 2, Q >= 2, P*Q*K <= INT32_MAX.
+void forward_relu_maxpool(float* y, int32_t* argmax, const float* x, const float* w, const float* b,
+                          const ConvShape& s);
+
+// Its weight gradient from the pooled gradient dy (N,P/2,Q/2,K), with argmax and y of the forward: dw, db as
+// backward_weights for dz = maxpool2d_backward(relu_backward(dy, y), argmax), dz built two rows at a time.
+// Returns the number of argmax entries that are not in their own window (those are skipped). Requires
+// applies(s).
+int64_t backward_weights_maxpool(float* dw, float* db, const float* dy, const int32_t* argmax, const float* y,
+                                 const float* x, const ConvShape& s);
+
+// dz rows 2*p2 and 2*p2 + 1 (at dz and dz + Q*K; pixels [0, 2*Q2) written, the rest untouched) from pooled row
+// p2: dz = relu_backward(dy, y) at each argmax, 0 elsewhere (a window whose argmax lies outside it stays 0).
+// dy, argmax, y point at the pooled row (Q2, K); base is the flat index of (row 2*p2, column 0, channel 0).
+// Returns the number of argmax entries not in their window.
+int64_t unpool_rows(float* dz, const float* dy, const int32_t* argmax, const float* y, int64_t Q2, int64_t Q,
+                    int64_t K, int64_t base);
+
 // --- micro-kernels, one set per ISA ----------------------------------------------------------------------
 // Forward tile: npix (<= mr) consecutive output pixels x nk (<= kv*vec) channels starting at channel k0.
 //   y      pixel i, channel k0 + k at y[i*ldy + k] (only the npix x nk valid values are written)
@@ -60,6 +81,12 @@ struct Kernels {
   ForwardTile forward[kMaxPixelStep][2];  // [XS - 1][kv - 1]
   BackwardTile (*backward)(int taps, int kv, bool db);  // taps <= max_taps
   StreamCopy stream_copy;
+  // The fused block's pooling side (conv_direct_pool.hpp): pool two conv rows into one pooled row, and its
+  // backward unpool_rows (below).
+  void (*pool_rows)(float* y, int32_t* argmax, const float* z0, const float* z1, int64_t Q2, int64_t K,
+                    int32_t base, int32_t row);
+  int64_t (*unpool_rows)(float* dz, const float* dy, const int32_t* argmax, const float* y, int64_t Q2, int64_t Q,
+                         int64_t K, int64_t base);
 };
 
 const Kernels& generic_kernels();

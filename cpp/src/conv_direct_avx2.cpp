@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "conv_direct.hpp"
+#include "conv_direct_pool.hpp"
 
 // GCC's predictive commoning notices that pixel i+1 reads at tap j what pixel i reads at tap j + XS, and
 // carries those scalars across iterations in stack slots: it spills the whole register tile.
@@ -166,7 +167,9 @@ const Kernels& avx2_kernels() {
                           {forward_tile<7, 1>, forward_tile<7, 2>},
                           {forward_tile<8, 1>, forward_tile<8, 2>}},
                          backward,
-                         stream_copy};
+                         stream_copy,
+                         pool_rows,
+                         unpool_rows_impl};
   return k;
 }
 

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "conv_direct.hpp"
+#include "conv_direct_pool.hpp"
 
 namespace microcnn::conv_direct {
 namespace {
@@ -86,7 +87,9 @@ const Kernels& generic_kernels() {
                           {forward_tile<1>, forward_tile<2>},
                           {forward_tile<1>, forward_tile<2>}},
                          backward,
-                         stream_copy};
+                         stream_copy,
+                         pool_rows,
+                         unpool_rows_impl};
   return k;
 }
 
