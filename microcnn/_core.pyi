@@ -109,9 +109,9 @@ def dense_forward(x: F32, w: F32, b: F32 | None, relu: bool = False) -> F32:
     """x (N,K), w (K,M), b (M,) or None -> y (N,M)."""
 
 def dense_backward(
-    dy: F32, x: F32, w: F32, need_dx: bool = True, need_db: bool = True
-) -> tuple[F32 | None, F32, F32 | None]:
-    """dy (N,M), x (N,K), w (K,M) -> (dx (N,K) or None, dw (K,M), db (M,) or None)."""
+    dy: F32, x: F32, w: F32, need_dx: bool = True, need_db: bool = True, need_dw: bool = True
+) -> tuple[F32 | None, F32 | None, F32 | None]:
+    """dy (N,M), x (N,K), w (K,M) -> (dx (N,K) or None, dw (K,M) or None, db (M,) or None)."""
 
 # --- dropout --------------------------------------------------------------------------------------------
 def dropout_forward(x: F32, rate: float, seed: int, step: int) -> F32:
@@ -136,6 +136,14 @@ def adam_update(
 ) -> None:
     """Keras Adam, step t >= 1: alpha = lr*sqrt(1-b2^t)/(1-b1^t); m += (g-m)*(1-b1); v += (g*g-v)*(1-b2);
     param -= alpha*m/(sqrt(v)+epsilon)."""
+
+def dense_adam_update(
+    param: F32, x: F32, dy: F32, m: F32, v: F32, learning_rate: float, beta_1: float = 0.9,
+    beta_2: float = 0.999, epsilon: float = 1e-7, step: int = 1,
+) -> None:
+    """param (K,M), x (N,K), dy (N,M): adam_update of the dense kernel param with the gradient x^T dy, the dw of
+    dense_backward; param, m and v identical bit for bit to dense_backward + adam_update, but in one pass over
+    them without a gradient array (computed block by block)."""
 
 # --- naive references (the test oracle) -----------------------------------------------------------------
 class reference:

@@ -178,7 +178,7 @@ class TrainingMixin:
         outputs = self._forward(x, True, logits)
         loss, _, doutputs = self.loss(outputs, labels, weights, outputs_are_logits=logits)
         grads_and_vars, names = self._backward(doutputs)
-        return float(loss), {name: grad for name, (grad, _) in zip(names, grads_and_vars)}
+        return float(loss), {name: np.asarray(grad) for name, (grad, _) in zip(names, grads_and_vars)}
 
     def _results(self, totals, return_dict):
         logs = totals.logs()

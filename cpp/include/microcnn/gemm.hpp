@@ -120,6 +120,12 @@ struct GemmEpilogue {
 void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
           const GemmEpilogue& epilogue = {}, bool accumulate = false);
 
+// As gemm, but entirely in the calling thread, under the caller's denormal mode: for kernels that call it from
+// their own parallel region. Every element is computed as gemm computes it when gemm does not split K (which
+// it only does for M*N <= 2^20).
+void gemm_serial(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
+                 const GemmEpilogue& epilogue = {}, bool accumulate = false);
+
 // a (M,K) @ b (K,N) -> c (M,N), all row-major and contiguous; c is overwritten.
 void sgemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K);
 

@@ -310,9 +310,9 @@ void run_tiles(const Problem& p, const BlockA& ba, const BlockB& bb, int64_t ic,
         const int64_t next = static_cast<int64_t>(ir + mr) * ba.ld;
         if (next < a_end && a_len <= a_end) pf = ba.direct + std::min(next, a_end - a_len);
       }
-      const gd::MicroKernel kernel = (a_in_place || b_in_place)
-                                         ? (rows ? ki.kernel_rows_in_place : ki.kernel_in_place)
-                                         : (rows ? ki.kernel_rows : ki.kernel);
+      const bool short_tile = mm <= ki.mr_short;
+      const int tile_rows = short_tile ? ki.mr_short : mr;
+      const gd::MicroKernel kernel = ki.kernels[short_tile][rows][a_in_place || b_in_place];
       if (p.trans_c) {  // through the tile buffer, stored column by column (contiguous runs of C^T rows)
         float* edge = tl_edge.get(static_cast<size_t>(mr) * nr);
         kernel(kb, ap, lda, bp, ldb, edge, nr, false, nullptr, false, pf);
@@ -334,7 +334,7 @@ void run_tiles(const Problem& p, const BlockA& ba, const BlockB& bb, int64_t ic,
         continue;
       }
       float* ct = p.c + (ic + ir) * p.ldc + jc + jr;
-      if (mm == mr && nn == nr) {
+      if (mm == tile_rows && nn == nr) {
         kernel(kb, ap, lda, bp, ldb, ct, p.ldc, accumulate, bias_j, relu, pf);
         continue;
       }
@@ -475,6 +475,13 @@ void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, in
   }
 #endif
   DenormalGuard guard;
+  gemm_range(p, 0, M, 0, N, 0, K);
+}
+
+void gemm_serial(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
+                 const GemmEpilogue& epilogue, bool accumulate) {
+  const Problem p{*g_kernel.load(), c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate, M <= kInPlaceMax,
+                  N <= kInPlaceMax, epilogue.transpose_c};
   gemm_range(p, 0, M, 0, N, 0, K);
 }
 

@@ -26,11 +26,12 @@ struct KernelInfo {
   Isa isa;
   const char* name;
   int mr, nr;      // register tile
+  int mr_short;    // rows of the short tile for a last micro-panel of few rows (e.g. 8 of a 32-row batch)
   int mc, kc, nc;  // cache blocks: A block mc x kc in L2, B block kc x nc in L3, B micro-panel kc x nr in L1
-  MicroKernel kernel;                // k-major A panels, packed B
-  MicroKernel kernel_rows;           // row-major A panels (row stride kPackedRowStride), packed B
-  MicroKernel kernel_in_place;       // k-major A panels; B packed or in place
-  MicroKernel kernel_rows_in_place;  // row-major A (any row stride: packed or in place); B packed or in place
+  // kernels[short][rows][in_place]: `short` computes mr_short rows of an mr-row panel layout; `rows` takes
+  // row-major A panels (else k-major); `in_place` any lda/ldb and the prefetch stream (else packed panels:
+  // row stride kPackedRowStride for row-major A, ldb = nr for B).
+  MicroKernel kernels[2][2][2];
 };
 
 const KernelInfo& generic_kernel();
