@@ -461,8 +461,8 @@ void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, in
   const gd::KernelInfo& ki = *g_kernel.load();
   // With few rows of A, each B element feeds at most a few micro-kernel calls (and with few columns of B,
   // each A element): packing it would cost more memory traffic than it saves.
-  const Problem p{ki, c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate, M <= kInPlaceMax, N <= kInPlaceMax,
-                  epilogue.transpose_c};
+  const Problem p{ki, c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate, ki.in_place && M <= kInPlaceMax,
+                  ki.in_place && N <= kInPlaceMax, epilogue.transpose_c};
   const int threads = max_threads();
   const double flops = 2.0 * M * N * K;
 #ifdef MICROCNN_OPENMP
@@ -480,8 +480,9 @@ void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, in
 
 void gemm_serial(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
                  const GemmEpilogue& epilogue, bool accumulate) {
-  const Problem p{*g_kernel.load(), c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate, M <= kInPlaceMax,
-                  N <= kInPlaceMax, epilogue.transpose_c};
+  const gd::KernelInfo& ki = *g_kernel.load();
+  const Problem p{ki, c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate, ki.in_place && M <= kInPlaceMax,
+                  ki.in_place && N <= kInPlaceMax, epilogue.transpose_c};
   gemm_range(p, 0, M, 0, N, 0, K);
 }
 
