@@ -15,6 +15,12 @@ CONV_CASES = [
     (2, 24, 24, 32, 64, 2, 2, 1, 1, "same"),  # the seed net's second conv: even kernel, pads bottom/right
     (3, 21, 19, 5, 40, 3, 3, 2, 2, "same"),  # strided: backward-data skips taps that do not divide
     (2, 17, 23, 7, 13, 4, 2, 1, 3, "valid"),
+    # stride 1 with C a whole number of register tiles: backward-data reads dy in place, tiles of one dx row
+    # (a short last tile, border tiles gathered with zeros, kernel rows skipped at the top and bottom)
+    (2, 13, 29, 32, 24, 3, 3, 1, 1, "same"),
+    (1, 9, 5, 64, 20, 4, 4, 1, 1, "same"),  # narrower than a tile; even kernel padded 1 before, 2 after
+    (2, 7, 40, 16, 9, 2, 5, 1, 1, "valid"),  # C = 16: one AVX2 tile (AVX-512 takes the GEMM)
+    (1, 6, 26, 32, 70, 1, 3, 1, 1, "valid"),
 ]
 # (N, K, M). A batch of up to 64 reads the weights in place: forward as the GEMM's B operand, backward-data
 # as its A operand with dx stored transposed; odd sizes leave packed edge panels, (70, ...) packs everything,

@@ -2,7 +2,8 @@
 // into the GEMM panels). forward: y = im2col(x) @ w (+ bias, ReLU in the epilogue); backward-data:
 // dx = im2col_transposed_conv(dy) @ w laid out (R,S,K,C); backward-weights: [dw; db] = [im2col(x) | 1]^T @ dy.
 // Layers with few input channels (an image network's first layer) take the direct kernels of conv_direct.hpp
-// for the forward pass and the weight gradient instead.
+// for the forward pass and the weight gradient instead, and stride-1 layers whose C fits whole register tiles
+// compute backward-data with dy read in place (conv_gemm::backward_data_in_place).
 #include "microcnn/conv.hpp"
 
 #include <algorithm>
@@ -75,7 +76,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
       gemm(dw, s.K, a, b_dy, taps, s.K, pixels);
     }
   }
-  if (dx) {
+  if (dx && !conv_gemm::backward_data_in_place(dx, dy, w, s)) {
     // w (R,S,C,K) -> (R,S,K,C): the GEMM's B is then row-major (R*S*K, C).
     std::vector<float> wt(static_cast<size_t>(taps) * s.K);
     for (int64_t rs = 0; rs < s.R * s.S; ++rs)

@@ -5,6 +5,9 @@
 #include <cstring>
 #include <vector>
 
+#include "gemm/kernels.hpp"
+#include "microcnn/threads.hpp"
+
 namespace microcnn::conv_gemm {
 
 Im2col forward_im2col(const float* x, const ConvShape& s) {
@@ -36,6 +39,16 @@ struct PixelCursor {
     }
   }
 };
+
+// dst[t*kb*MR + i] = row[t*MR + i]: one pixel's im2col row into the k-major micro-panels (dst at its k).
+template <int MR>
+void scatter_row(float* dst, const float* row, int padded, int kb) {
+  for (int t = 0; t * MR < padded; ++t) {
+    float* d = dst + static_cast<int64_t>(t) * kb * MR;
+    const float* s = row + t * MR;
+    for (int i = 0; i < MR; ++i) d[i] = s[i];
+  }
+}
 
 }  // namespace
 
@@ -124,9 +137,92 @@ void Im2colTransposedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb,
         }
       }
     }
-    for (int t = 0; t * mr < padded; ++t)
-      std::memcpy(dst + (static_cast<int64_t>(t) * kb + k) * mr, row.data() + t * mr, sizeof(float) * mr);
+    switch (mr) {  // fixed-length copies, inlined: a libc call per 48-byte chunk cost more than the copy
+      case 12: scatter_row<12>(dst + static_cast<int64_t>(k) * 12, row.data(), padded, kb); break;
+      case 6: scatter_row<6>(dst + static_cast<int64_t>(k) * 6, row.data(), padded, kb); break;
+      case 4: scatter_row<4>(dst + static_cast<int64_t>(k) * 4, row.data(), padded, kb); break;
+      default:
+        for (int t = 0; t * mr < padded; ++t)
+          std::memcpy(dst + (static_cast<int64_t>(t) * kb + k) * mr, row.data() + t * mr, sizeof(float) * mr);
+    }
   }
+}
+
+bool backward_data_in_place(float* dx, const float* dy, const float* w, const ConvShape& s) {
+  namespace gd = gemm_detail;
+  const gd::KernelInfo& ki = gd::active_kernel();
+  const int64_t K = s.K, C = s.C, SK = s.S * s.K;
+  if (!ki.in_place || s.stride_h != 1 || s.stride_w != 1 || C % ki.nr != 0 || SK > 2 * ki.kc) return false;
+  // For kernel row r, dx pixel (h, w) reads dy[h + pad_top - r, w + pad_left - s, :] for s = S-1 .. 0: one
+  // contiguous run of S*K values. B is w laid out to match: (R, S reversed, K, C).
+  std::vector<float> wr(static_cast<size_t>(s.R) * SK * C);
+  for (int64_t r = 0; r < s.R; ++r)
+    for (int64_t j = 0; j < s.S; ++j)
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t c = 0; c < C; ++c)
+          wr[((r * s.S + j) * K + k) * C + c] = w[((r * s.S + s.S - 1 - j) * C + c) * K + k];
+  const int mr = ki.mr, nr = ki.nr;
+  const int64_t rows = s.N * s.H;
+  const int64_t dy_size = s.N * s.P * s.Q * K;
+  const int64_t pf_len = SK * gd::kLineFloats;
+  const int64_t multiply_adds = rows * s.W * C * SK * s.R;
+#pragma omp parallel if (multiply_adds >= (int64_t{1} << 22))
+  {
+    DenormalGuard guard;
+    // A tile with taps outside dy (borders) or fewer pixels than the kernel's rows: its dy runs gathered here,
+    // zero where a tap falls outside, and (short tiles) its dx rows accumulated here.
+    std::vector<float> a_buf(static_cast<size_t>(mr) * SK), c_buf(static_cast<size_t>(mr) * C);
+#pragma omp for schedule(static)
+    for (int64_t nh = 0; nh < rows; ++nh) {
+      const int64_t n = nh / s.H, h = nh % s.H;
+      for (int64_t w0 = 0; w0 < s.W; w0 += mr) {
+        const int mm = static_cast<int>(std::min<int64_t>(mr, s.W - w0));
+        const bool short_tile = mm <= ki.mr_short;
+        const int tile_rows = short_tile ? ki.mr_short : mr;
+        const gd::MicroKernel kernel = ki.kernels[short_tile][/*rows=*/1][/*in_place=*/1];
+        const bool whole = mm == tile_rows;  // the kernel's rows are all dx pixels: it writes dx directly
+        float* ct = whole ? dx + (nh * s.W + w0) * C : c_buf.data();
+        if (!whole) std::fill(c_buf.begin(), c_buf.end(), 0.0f);
+        bool first = whole;  // the first kernel row overwrites dx; later ones (and short tiles) accumulate
+        const int64_t ws0 = w0 + s.pad_left - (s.S - 1);  // dy column of the tile's first run
+        const bool inside = whole && ws0 >= 0 && ws0 + tile_rows + s.S - 1 <= s.Q;
+        for (int64_t r = 0; r < s.R; ++r) {
+          const int64_t hs = h + s.pad_top - r;
+          if (hs < 0 || hs >= s.P) continue;
+          const float* dy_row = dy + (n * s.P + hs) * s.Q * K;
+          const float* a = a_buf.data();
+          if (inside) {
+            a = dy_row + ws0 * K;
+          } else {
+            for (int i = 0; i < tile_rows; ++i)
+              for (int64_t j = 0; j < s.S; ++j) {
+                float* d = a_buf.data() + i * SK + j * K;
+                const int64_t ws = ws0 + i + j;
+                if (i < mm && ws >= 0 && ws < s.Q)
+                  std::memcpy(d, dy_row + ws * K, sizeof(float) * K);
+                else
+                  std::fill(d, d + K, 0.0f);
+              }
+          }
+          const int64_t lda = inside ? K : SK;
+          const float* b = wr.data() + r * SK * C;
+          // The kernel prefetches SK lines from pf: the dy runs of the next tiles in this row, which it would
+          // otherwise fetch as twelve interleaved streams the hardware prefetchers do not follow.
+          const float* pf = nullptr;
+          if (dy_size >= pf_len) pf = dy + std::min(((n * s.P + hs) * s.Q + ws0 + mr) * K, dy_size - pf_len);
+          for (int64_t j0 = 0; j0 < C; j0 += nr)
+            kernel(SK, a, lda, b + j0, C, ct + j0, C, !first, nullptr, false, j0 == 0 ? pf : nullptr);
+          first = false;
+        }
+        if (first) {  // no tap reaches these pixels
+          std::fill(ct, ct + static_cast<int64_t>(mm) * C, 0.0f);
+        } else if (!whole) {
+          std::memcpy(dx + (nh * s.W + w0) * C, c_buf.data(), sizeof(float) * mm * C);
+        }
+      }
+    }
+  }
+  return true;
 }
 
 }  // namespace microcnn::conv_gemm

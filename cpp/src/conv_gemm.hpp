@@ -67,4 +67,13 @@ class Im2colTransposedA final : public PanelA {
   bool ones_row_;
 };
 
+// Backward-data of a stride-1 convolution without im2col panels. For each tile of mr pixels of one dx row and
+// each kernel row r, the dy values the tile's pixels read are, per pixel, one contiguous run of S*K floats
+// (the S taps, last first) starting K floats after the previous pixel's: the micro-kernel reads them straight
+// from dy (row stride K) against w laid out (R, S reversed, K, C), accumulating the kernel rows into dx. With
+// C one or two register tiles wide each A value feeds one or two tiles, so packing A would mostly add a copy.
+// dy (N,P,Q,K), w (R,S,C,K) -> dx (N,H,W,C). Returns false, touching nothing, when the layer does not qualify
+// (strides, a kernel without in-place reads, C not a whole number of register tiles, S*K too deep).
+bool backward_data_in_place(float* dx, const float* dy, const float* w, const ConvShape& s);
+
 }  // namespace microcnn::conv_gemm

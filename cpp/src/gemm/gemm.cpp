@@ -58,6 +58,8 @@ std::atomic<const gd::KernelInfo*> g_kernel{initial_kernel()};
 
 }  // namespace
 
+const gd::KernelInfo& gd::active_kernel() { return *g_kernel.load(); }
+
 const char* kernel_isa_name() { return g_kernel.load()->name; }
 Isa kernel_isa() { return g_kernel.load()->isa; }
 

@@ -37,6 +37,9 @@ struct KernelInfo {
   MicroKernel kernels[2][2][2];
 };
 
+// The kernel gemm() currently dispatches to (set_kernel_isa), for callers that drive micro-kernels themselves.
+const KernelInfo& active_kernel();
+
 const KernelInfo& generic_kernel();
 #ifdef MICROCNN_X86
 const KernelInfo& avx2_kernel();    // kernel_avx2.cpp, compiled with -mavx2 -mfma
