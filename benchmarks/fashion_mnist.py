@@ -20,7 +20,7 @@ import numpy as np
 import microcnn
 from microcnn.augment import ImageAugmenter
 from microcnn.callbacks import Callback
-from microcnn.optimizers import Adam
+from microcnn.optimizers import Adam, AdamW
 from microcnn.presets import available_presets, build_model
 from microcnn.schedules import CosineDecay, OneCycle
 
@@ -159,6 +159,9 @@ def build_parser():
     p.add_argument("--no-augment", action="store_true", help="no augmentation whatever the arch default")
     p.add_argument("--label-smoothing", type=float, default=0.0, metavar="S",
                    help="train on one-hot labels smoothed as in Keras: onehot * (1 - S) + S / 10")
+    p.add_argument("--weight-decay", type=float, default=0.0, metavar="WD",
+                   help="AdamW's decoupled weight decay (w -= w * WD * lr each step) on kernels; BatchNorm "
+                        "gamma/beta and biases are excluded")
     p.add_argument("--tta", action="store_true", help="also report accuracy averaged with the mirrored test image")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="stop training when this much training time is spent; the schedule then runs on "
@@ -202,10 +205,16 @@ def main(argv=None):
     else:
         learning_rate = lr
     loss = "categorical_crossentropy" if args.label_smoothing else "sparse_categorical_crossentropy"
-    model.compile(optimizer=Adam(learning_rate=learning_rate), loss=loss, metrics=["accuracy"])
+    if args.weight_decay:
+        optimizer = AdamW(learning_rate=learning_rate, weight_decay=args.weight_decay)
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    else:
+        optimizer = Adam(learning_rate=learning_rate)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     threads = microcnn._core.get_num_threads()
     print(f"{args.arch}: {model.count_params():,} parameters; {epochs} epochs of {len(train)} steps, batch "
-          f"{batch_size}, Adam {args.schedule} peak lr {lr:g}, augmentation "
+          f"{batch_size}, {'AdamW (weight decay ' + format(args.weight_decay, 'g') + ')' if args.weight_decay else 'Adam'} "
+          f"{args.schedule} peak lr {lr:g}, augmentation "
           f"{'none' if shift is None else 'flips' + (f' + shifts {shift:g}' if shift else '')}, "
           f"label smoothing {args.label_smoothing:g}, {threads} thread(s), "
           f"kernels {microcnn._core.kernel_isa()}", flush=True)
