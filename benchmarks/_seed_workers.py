@@ -113,17 +113,21 @@ def run_microcnn_core(args):
         dd, g4, gb4 = t("dense2 bwd", c.dense_backward, dlogits, d, p["w4"])
         dh = t("dropout", c.dropout_backward, dd, 0.5, 7, state["step"])
         dh = t("relu bwd", c.relu_backward, dh, h)
-        df, g3, gb3 = t("dense1 bwd", c.dense_backward, dh, f, p["w3"])
+        # as the Sequential does for a kernel this large: dw stays factored (f, dh) and Adam computes it block
+        # by block in its pass over w3 (dense_adam_update below)
+        df, _, gb3 = t("dense1 bwd", c.dense_backward, dh, f, p["w3"], need_dw=False)
         dy2 = t("pool2 bwd", c.maxpool2d_backward, df.reshape(p2.shape), a2, y2.shape)
         dy2 = t("relu bwd", c.relu_backward, dy2, y2)
         dp1, g2, gb2 = t("conv2 bwd", c.conv2d_backward, dy2, p1, p["w2"], padding="same")
         dy1 = t("pool1 bwd", c.maxpool2d_backward, dp1, a1, y1.shape)
         dy1 = t("relu bwd", c.relu_backward, dy1, y1)
         _, g1, gb1 = t("conv1 bwd", c.conv2d_backward, dy1, x, p["w1"], padding="same", need_dx=False)
-        grads = {"w1": g1, "b1": gb1, "w2": g2, "b2": gb2, "w3": g3, "b3": gb3, "w4": g4, "b4": gb4}
+        grads = {"w1": g1, "b1": gb1, "w2": g2, "b2": gb2, "b3": gb3, "w4": g4, "b4": gb4}
         for k, g in grads.items():
             m, v = slots[k]
             t("adam", c.adam_update, p[k], g, m, v, LR, step=state["step"])
+        m, v = slots["w3"]
+        t("dense1 dw+adam", c.dense_adam_update, p["w3"], f, dh, m, v, LR, step=state["step"])
         return logits
 
     def train_step():

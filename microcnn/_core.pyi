@@ -56,6 +56,21 @@ def conv2d_backward(
     """dy (N,P,Q,K), x (N,H,W,C), w (R,S,C,K) -> (dx (N,H,W,C) or None, dw (R,S,C,K), db (K,) or None).
     dw and db are summed over the batch."""
 
+def conv2d_relu_maxpool_forward(
+    x: F32, w: F32, b: F32 | None, stride_h: int = 1, stride_w: int = 1, padding: str = "valid"
+) -> tuple[F32, I32]:
+    """conv + ReLU + 2x2 stride-2 "valid" max pool in one pass, without the conv output in memory:
+    exactly maxpool2d_forward(conv2d_forward(x, w, b, ..., relu=True), 2, 2, 2, 2) -> (y (N,P//2,Q//2,K),
+    argmax (N,P//2,Q//2,K) int32 into the conv output (N,P,Q,K)). Requires P, Q >= 2."""
+
+def conv2d_relu_maxpool_backward(
+    dy: F32, argmax: I32, y: F32, x: F32, w: F32, stride_h: int = 1, stride_w: int = 1,
+    padding: str = "valid", need_db: bool = True,
+) -> tuple[F32, F32 | None]:
+    """dy, argmax, y (N,P//2,Q//2,K) from the forward above, x (N,H,W,C), w (R,S,C,K) -> (dw (R,S,C,K),
+    db (K,) or None): conv2d_backward's weight gradients for dz = maxpool2d_backward(relu_backward(dy, y),
+    argmax, (N,P,Q,K)), without dz in memory. ValueError when an argmax lies outside its own window."""
+
 # --- pooling --------------------------------------------------------------------------------------------
 def maxpool2d_forward(
     x: F32, pool_h: int, pool_w: int, stride_h: int, stride_w: int, padding: str = "valid"
@@ -94,9 +109,9 @@ def dense_forward(x: F32, w: F32, b: F32 | None, relu: bool = False) -> F32:
     """x (N,K), w (K,M), b (M,) or None -> y (N,M)."""
 
 def dense_backward(
-    dy: F32, x: F32, w: F32, need_dx: bool = True, need_db: bool = True
-) -> tuple[F32 | None, F32, F32 | None]:
-    """dy (N,M), x (N,K), w (K,M) -> (dx (N,K) or None, dw (K,M), db (M,) or None)."""
+    dy: F32, x: F32, w: F32, need_dx: bool = True, need_db: bool = True, need_dw: bool = True
+) -> tuple[F32 | None, F32 | None, F32 | None]:
+    """dy (N,M), x (N,K), w (K,M) -> (dx (N,K) or None, dw (K,M) or None, db (M,) or None)."""
 
 # --- dropout --------------------------------------------------------------------------------------------
 def dropout_forward(x: F32, rate: float, seed: int, step: int) -> F32:
@@ -121,6 +136,14 @@ def adam_update(
 ) -> None:
     """Keras Adam, step t >= 1: alpha = lr*sqrt(1-b2^t)/(1-b1^t); m += (g-m)*(1-b1); v += (g*g-v)*(1-b2);
     param -= alpha*m/(sqrt(v)+epsilon)."""
+
+def dense_adam_update(
+    param: F32, x: F32, dy: F32, m: F32, v: F32, learning_rate: float, beta_1: float = 0.9,
+    beta_2: float = 0.999, epsilon: float = 1e-7, step: int = 1,
+) -> None:
+    """param (K,M), x (N,K), dy (N,M): adam_update of the dense kernel param with the gradient x^T dy, the dw of
+    dense_backward; param, m and v identical bit for bit to dense_backward + adam_update, but in one pass over
+    them without a gradient array (computed block by block)."""
 
 # --- naive references (the test oracle) -----------------------------------------------------------------
 class reference:

@@ -12,11 +12,15 @@ with `exclude_from_weight_decay` is shrunk in place, `w -= w * weight_decay * lr
 import numpy as np
 
 from . import _core
+from ._outer_gradient import OuterGradient
 from ._validation import boolean, number
 
 
 class Optimizer:
     slot_names = ()
+    # Whether _update applies an OuterGradient (a large Dense kernel's gradient kept as x^T @ dy) itself;
+    # otherwise it gets the gradient as an array.
+    _takes_outer_gradients = False
 
     def __init__(self, learning_rate, name=None, weight_decay=None):
         self.name = name or type(self).__name__
@@ -74,7 +78,9 @@ class Optimizer:
                 slots = self._slots[name] = {s: np.zeros_like(var) for s in self.slot_names}
             if self._decays(name):
                 var -= var * np.float32(self.weight_decay * lr)
-            self._update(var, np.ascontiguousarray(grad, dtype=np.float32), slots, lr)
+            if not (isinstance(grad, OuterGradient) and self._takes_outer_gradients):
+                grad = np.ascontiguousarray(grad, dtype=np.float32)
+            self._update(var, grad, slots, lr)
         self.iterations += 1
 
     def _update(self, var, grad, slots, lr):
@@ -186,7 +192,13 @@ class Adam(Optimizer):
         if amsgrad:
             raise ValueError("amsgrad: only False is supported, got True")
 
+    _takes_outer_gradients = True
+
     def _update(self, var, grad, slots, lr):
+        if isinstance(grad, OuterGradient):  # one pass over the kernel and its moments, no gradient array
+            _core.dense_adam_update(var, grad.x, grad.dy, slots["m"], slots["v"], lr, self.beta_1, self.beta_2,
+                                    self.epsilon, self.iterations + 1)
+            return
         _core.adam_update(var, grad, slots["m"], slots["v"], lr, self.beta_1, self.beta_2, self.epsilon,
                           self.iterations + 1)
 

@@ -12,7 +12,7 @@ from . import _seeding
 from ._batches import make_source
 from ._validation import positive_int
 from .callbacks import CallbackList, History
-from .layers.conv import MaxPooling2D
+from .layers.conv import MaxPooling2D, fusable
 
 
 @contextlib.contextmanager
@@ -84,9 +84,14 @@ class TrainingMixin:
         return not self.loss.from_logits and self._layers[-1].ends_in_softmax and len(self.output_shape) == 2
 
     def _forward(self, x, training, logits=False):
-        last = len(self._layers) - 1
-        for i, layer in enumerate(self._layers):
-            x = layer.forward(x, training, logits=True) if logits and i == last else layer.forward(x, training)
+        layers, last, i = self._layers, len(self._layers) - 1, 0
+        while i <= last:
+            if i < last and fusable(layers[i], layers[i + 1]):
+                x = layers[i].forward(x, training, pool=layers[i + 1])
+                i += 2
+                continue
+            x = layers[i].forward(x, training, logits=True) if logits and i == last else layers[i].forward(x, training)
+            i += 1
         return x
 
     def _sample_weights(self, labels, sample_weight, class_weight, n):
@@ -144,6 +149,9 @@ class TrainingMixin:
         relu_done = False
         for i in range(len(self._layers) - 1, -1, -1):
             layer = self._layers[i]
+            if i == 1 and fusable(self._layers[0], layer):  # the model starts with a fused pair (see _forward)
+                self._layers[0].backward(doutputs, need_dx=False, pool=layer)
+                break
             if relu_done:
                 doutputs = layer.backward(doutputs, need_dx=i > 0, relu_done=True)
                 relu_done = False
@@ -170,7 +178,7 @@ class TrainingMixin:
         outputs = self._forward(x, True, logits)
         loss, _, doutputs = self.loss(outputs, labels, weights, outputs_are_logits=logits)
         grads_and_vars, names = self._backward(doutputs)
-        return float(loss), {name: grad for name, (grad, _) in zip(names, grads_and_vars)}
+        return float(loss), {name: np.asarray(grad) for name, (grad, _) in zip(names, grads_and_vars)}
 
     def _results(self, totals, return_dict):
         logs = totals.logs()

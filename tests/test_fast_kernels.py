@@ -16,7 +16,12 @@ CONV_CASES = [
     (3, 21, 19, 5, 40, 3, 3, 2, 2, "same"),  # strided: backward-data skips taps that do not divide
     (2, 17, 23, 7, 13, 4, 2, 1, 3, "valid"),
 ]
-DENSE_CASES = [(32, 5000, 96), (7, 3001, 33)]
+# (N, K, M). A batch of up to 64 reads the weights in place: forward as the GEMM's B operand, backward-data
+# as its A operand with dx stored transposed; odd sizes leave packed edge panels, (70, ...) packs everything,
+# (8, 40, 20000) splits the backward-data reduction over threads and the forward over column blocks.
+DENSE_CASES = [
+    (32, 5000, 96), (7, 3001, 33), (1, 2049, 40), (64, 700, 256), (33, 1500, 17), (70, 900, 50), (8, 40, 20000),
+]
 
 
 def rand(*shape, scale=1.0):

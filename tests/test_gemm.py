@@ -26,6 +26,14 @@ SHAPES = [
     (3, 2000, 400),
     (600, 48, 130),
     (2101, 2053, 5),
+    # up to 64 rows B is read in place (no packing) with only a narrower last micro-panel packed; the
+    # K split prefetches each next block when a block spans whole rows of B
+    (32, 256, 5000),
+    (1, 300, 2000),
+    (7, 33, 1031),
+    (64, 2100, 300),
+    (65, 40, 300),
+    (20, 70, 3001),
 ]
 
 

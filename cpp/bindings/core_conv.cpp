@@ -155,6 +155,80 @@ py::array_t<float> maxpool_backward(const py::handle& dy_obj, const py::handle& 
   return dx;
 }
 
+// The 2x2 pooling of the conv output (P, Q): sizes and the int32 argmax range.
+void expect_poolable(const ConvShape& s) {
+  if (s.P < 2 || s.Q < 2)
+    value_error("x: expected a conv output of at least 2x2 for the 2x2 max pool, got " + std::to_string(s.P) + "x" +
+                std::to_string(s.Q));
+  expect_int32_indexable(s.P, s.Q, s.K, "x");
+}
+
+py::tuple conv_relu_maxpool_forward(const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj,
+                                    long long stride_h, long long stride_w, const std::string& padding) {
+  auto x = f32(x_obj, "x", 4);
+  auto w = f32(w_obj, "w", 4);
+  auto b = optional_f32(b_obj, "b", 1);
+  expect_nonempty(x, "x");
+  expect_nonempty(w, "w");
+  expect_dim(w, "w", 2, x.shape(3), "in-channels C = x.shape[3]");
+  if (b) expect_dim(*b, "b", 0, w.shape(3), "out-channels K = w.shape[3]");
+  const ConvShape s = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(3), w.shape(0),
+                                    w.shape(1), stride_h, stride_w, padding, "w", "w");
+  expect_poolable(s);
+  auto y = empty_f32({s.N, s.P / 2, s.Q / 2, s.K});
+  py::array_t<int32_t> argmax(std::vector<py::ssize_t>{s.N, s.P / 2, s.Q / 2, s.K});
+  float* yp = y.mutable_data();
+  int32_t* ap = argmax.mutable_data();
+  const float *xp = x.data(), *wp = w.data(), *bp = data_or_null(b);
+  {
+    py::gil_scoped_release release;
+    conv2d_relu_maxpool_forward(yp, ap, xp, wp, bp, s);
+  }
+  return py::make_tuple(y, argmax);
+}
+
+py::tuple conv_relu_maxpool_backward(const py::handle& dy_obj, const py::handle& argmax_obj,
+                                     const py::handle& y_obj, const py::handle& x_obj, const py::handle& w_obj,
+                                     long long stride_h, long long stride_w, const std::string& padding,
+                                     bool need_db) {
+  auto dy = f32(dy_obj, "dy", 4);
+  auto argmax = checked<int32_t>(argmax_obj, "argmax", 4);
+  auto y = f32(y_obj, "y", 4);
+  auto x = f32(x_obj, "x", 4);
+  auto w = f32(w_obj, "w", 4);
+  expect_nonempty(x, "x");
+  expect_nonempty(w, "w");
+  expect_dim(w, "w", 2, x.shape(3), "in-channels C = x.shape[3]");
+  const ConvShape s = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(3), w.shape(0),
+                                    w.shape(1), stride_h, stride_w, padding, "w", "w");
+  expect_poolable(s);
+  const std::vector<py::ssize_t> pooled{s.N, s.P / 2, s.Q / 2, s.K};
+  const char* what = "the pooled output (N,P/2,Q/2,K) for x, w, strides and padding";
+  expect_shape(dy, "dy", pooled, what);
+  expect_shape(argmax, "argmax", pooled, what);
+  expect_shape(y, "y", pooled, what);
+  auto dw = empty_f32({s.R, s.S, s.C, s.K});
+  float* dwp = dw.mutable_data();
+  py::object db_obj = py::none();
+  float* dbp = nullptr;
+  if (need_db) {
+    auto db = empty_f32({s.K});
+    dbp = db.mutable_data();
+    db_obj = db;
+  }
+  const float *dyp = dy.data(), *yp = y.data(), *xp = x.data();
+  const int32_t* ap = argmax.data();
+  int64_t bad;
+  {
+    py::gil_scoped_release release;
+    bad = conv2d_relu_maxpool_backward(dwp, dbp, dyp, ap, yp, xp, s);
+  }
+  if (bad)
+    value_error("argmax: expected every index inside its own 2x2 window (as conv2d_relu_maxpool_forward returns "
+                "it), got " + std::to_string(bad) + " outside");
+  return py::make_tuple(dw, db_obj);
+}
+
 }  // namespace
 
 void bind_core_conv(py::module_& m, py::module_& reference) {
@@ -175,6 +249,14 @@ void bind_core_conv(py::module_& m, py::module_& reference) {
   m.def("maxpool2d_forward", &maxpool_forward, py::arg("x"), py::arg("pool_h"), py::arg("pool_w"),
         py::arg("stride_h"), py::arg("stride_w"), py::arg("padding") = "valid",
         "x (N,H,W,C) -> (y (N,P,Q,C), argmax (N,P,Q,C) int32 per-sample flat input index).");
+  m.def("conv2d_relu_maxpool_forward", &conv_relu_maxpool_forward, py::arg("x"), py::arg("w"),
+        py::arg("b").none(true), py::arg("stride_h") = 1, py::arg("stride_w") = 1, py::arg("padding") = "valid",
+        "x (N,H,W,C), w (R,S,C,K), b (K,) or None -> (y (N,P//2,Q//2,K), argmax int32): 2x2 max pool of "
+        "relu(conv + b), as maxpool2d_forward of conv2d_forward(..., relu=True).");
+  m.def("conv2d_relu_maxpool_backward", &conv_relu_maxpool_backward, py::arg("dy"), py::arg("argmax"), py::arg("y"),
+        py::arg("x"), py::arg("w"), py::arg("stride_h") = 1, py::arg("stride_w") = 1, py::arg("padding") = "valid",
+        py::arg("need_db") = true,
+        "dy, argmax, y (N,P//2,Q//2,K), x (N,H,W,C), w (R,S,C,K) -> (dw, db or None) of the fused block.");
   m.def("maxpool2d_backward", &maxpool_backward, py::arg("dy"), py::arg("argmax"), py::arg("x_shape"),
         "dy (N,P,Q,C), argmax (N,P,Q,C) -> dx of x_shape (N,H,W,C).");
 }

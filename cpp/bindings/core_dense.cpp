@@ -32,7 +32,7 @@ py::array_t<float> dense_forward(DenseForwardFn kernel, const py::handle& x_obj,
 }
 
 py::tuple dense_backward(DenseBackwardFn kernel, const py::handle& dy_obj, const py::handle& x_obj,
-                         const py::handle& w_obj, bool need_dx, bool need_db) {
+                         const py::handle& w_obj, bool need_dx, bool need_db, bool need_dw) {
   auto dy = f32(dy_obj, "dy", 2);
   auto x = f32(x_obj, "x", 2);
   auto w = f32(w_obj, "w", 2);
@@ -48,8 +48,13 @@ py::tuple dense_backward(DenseBackwardFn kernel, const py::handle& dy_obj, const
     dxp = dx.mutable_data();
     dx_obj = dx;
   }
-  auto dw = empty_f32({K, M});
-  float* dwp = dw.mutable_data();
+  py::object dw_obj = py::none();
+  float* dwp = nullptr;
+  if (need_dw) {
+    auto dw = empty_f32({K, M});
+    dwp = dw.mutable_data();
+    dw_obj = dw;
+  }
   if (need_db) {
     auto db = empty_f32({M});
     dbp = db.mutable_data();
@@ -60,7 +65,7 @@ py::tuple dense_backward(DenseBackwardFn kernel, const py::handle& dy_obj, const
     py::gil_scoped_release release;
     kernel(dxp, dwp, dbp, dyp, xp, wp, N, K, M);
   }
-  return py::make_tuple(dx_obj, dw, db_obj);
+  return py::make_tuple(dx_obj, dw_obj, db_obj);
 }
 
 void def_dense(py::module_& m, DenseForwardFn forward, DenseBackwardFn backward) {
@@ -71,11 +76,12 @@ void def_dense(py::module_& m, DenseForwardFn forward, DenseBackwardFn backward)
       "x (N,K), w (K,M), b (M,) or None -> y (N,M).");
   m.def(
       "dense_backward",
-      [backward](py::handle dy, py::handle x, py::handle w, bool need_dx, bool need_db) {
-        return dense_backward(backward, dy, x, w, need_dx, need_db);
+      [backward](py::handle dy, py::handle x, py::handle w, bool need_dx, bool need_db, bool need_dw) {
+        return dense_backward(backward, dy, x, w, need_dx, need_db, need_dw);
       },
       py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("need_dx") = true, py::arg("need_db") = true,
-      "dy (N,M), x (N,K), w (K,M) -> (dx (N,K) or None, dw (K,M), db (M,) or None).");
+      py::arg("need_dw") = true,
+      "dy (N,M), x (N,K), w (K,M) -> (dx (N,K) or None, dw (K,M) or None, db (M,) or None).");
 }
 
 }  // namespace

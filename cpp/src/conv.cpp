@@ -1,13 +1,18 @@
 // Production convolution: implicit GEMM on the packed SGEMM (conv_gemm.hpp gathers the im2col rows straight
 // into the GEMM panels). forward: y = im2col(x) @ w (+ bias, ReLU in the epilogue); backward-data:
 // dx = im2col_transposed_conv(dy) @ w laid out (R,S,K,C); backward-weights: [dw; db] = [im2col(x) | 1]^T @ dy.
+// Layers with few input channels (an image network's first layer) take the direct kernels of conv_direct.hpp
+// for the forward pass and the weight gradient instead.
 #include "microcnn/conv.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
+#include "conv_direct.hpp"
 #include "conv_gemm.hpp"
 #include "microcnn/gemm.hpp"
+#include "microcnn/pool.hpp"
 
 namespace microcnn {
 
@@ -44,6 +49,7 @@ ConvShape make_conv_shape(int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
 
 // x (N,H,W,C), w (R,S,C,K), b (K) or nullptr -> y (N,P,Q,K)
 void conv2d_forward(float* y, const float* x, const float* w, const float* b, const ConvShape& s, bool relu) {
+  if (conv_direct::applies(s)) return conv_direct::forward(y, x, w, b, s, relu);
   const conv_gemm::Im2colA a(conv_gemm::forward_im2col(x, s));
   const StridedB b_w(w, s.K, 1);  // w as (R*S*C, K)
   gemm(y, s.K, a, b_w, s.N * s.P * s.Q, s.K, s.R * s.S * s.C, GemmEpilogue{b, relu});
@@ -53,9 +59,11 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b, co
 void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                      const ConvShape& s) {
   const int64_t taps = s.R * s.S * s.C, pixels = s.N * s.P * s.Q;
-  // dw (taps, K) and db (K) from one GEMM: a row of ones under the transposed im2col sums dy over pixels.
-  // The GEMM splits the long pixel reduction over threads and adds the partial sums in thread order.
-  {
+  if (conv_direct::applies(s)) {
+    conv_direct::backward_weights(dw, db, dy, x, s);
+  } else {
+    // dw (taps, K) and db (K) from one GEMM: a row of ones under the transposed im2col sums dy over pixels.
+    // The GEMM splits the long pixel reduction over threads and adds the partial sums in thread order.
     const conv_gemm::Im2colTransposedA a(conv_gemm::forward_im2col(x, s), db != nullptr);
     const StridedB b_dy(dy, s.K, 1);
     if (db) {
@@ -77,6 +85,31 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
     const StridedB b_wt(wt.data(), s.C, 1);
     gemm(dx, s.C, a, b_wt, s.N * s.H * s.W, s.C, s.R * s.S * s.K);
   }
+}
+
+// x (N,H,W,C), w (R,S,C,K), b (K) or nullptr -> y (N,P/2,Q/2,K), argmax (N,P/2,Q/2,K)
+void conv2d_relu_maxpool_forward(float* y, int32_t* argmax, const float* x, const float* w, const float* b,
+                                 const ConvShape& s) {
+  if (conv_direct::applies(s)) return conv_direct::forward_relu_maxpool(y, argmax, x, w, b, s);
+  const std::unique_ptr<float[]> z(new float[s.N * s.P * s.Q * s.K]);  // not zeroed: every element is written
+  conv2d_forward(z.get(), x, w, b, s, /*relu=*/true);
+  maxpool2d_forward(y, argmax, z.get(), make_conv_shape(s.N, s.P, s.Q, s.K, s.K, 2, 2, 2, 2, Padding::Valid));
+}
+
+// dy (N,P/2,Q/2,K), argmax (N,P/2,Q/2,K), y (N,P/2,Q/2,K), x (N,H,W,C) -> dw (R,S,C,K), db (K) or nullptr
+int64_t conv2d_relu_maxpool_backward(float* dw, float* db, const float* dy, const int32_t* argmax, const float* y,
+                                     const float* x, const ConvShape& s) {
+  if (conv_direct::applies(s)) return conv_direct::backward_weights_maxpool(dw, db, dy, argmax, y, x, s);
+  const int64_t P2 = s.P / 2, Q2 = s.Q / 2, row = s.Q * s.K;
+  std::vector<float> dz(static_cast<size_t>(s.N * s.P * row), 0.0f);
+  int64_t bad = 0;
+  for (int64_t np2 = 0; np2 < s.N * P2; ++np2) {
+    const int64_t n = np2 / P2, p2 = np2 % P2, off = np2 * Q2 * s.K;
+    bad += conv_direct::unpool_rows(dz.data() + (n * s.P + 2 * p2) * row, dy + off, argmax + off, y + off, Q2,
+                                    s.Q, s.K, 2 * p2 * row);
+  }
+  conv2d_backward(nullptr, dw, db, dz.data(), x, nullptr, s);  // w is only read for dx
+  return bad;
 }
 
 }  // namespace microcnn

@@ -7,7 +7,9 @@ pair over whole batches:
 - `compute_output_shape(input_shape)`;
 - `forward(x, training)` returns the output and, only when `training` is true, keeps what `backward` needs;
 - `backward(dy, need_dx)` returns dL/dx (or None) and leaves dL/dw in `self.grads[weight_name]`, then drops
-  the cached activations.
+  the cached activations. A gradient is an array, or an array-like the optimizer may apply without
+  materialising it (a large Dense kernel's `OuterGradient`, see microcnn/_outer_gradient.py); `np.asarray`
+  gives the array.
 
 A new layer type subclasses Layer, creates weights with `add_weight` (trainable=False for state such as
 moving statistics, which come after the trainable weights as in Keras), and is decorated with `@register`.

@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import _core, _seeding
 from .. import initializers as _initializers
+from .._outer_gradient import FACTORED_MIN_WEIGHTS, OuterGradient
 from .._validation import boolean, number, optional_seed, positive_int
 from .._validation import shape as _shape
 from . import _activations
@@ -76,7 +77,12 @@ class Dense(_activations.ActivationMixin, Layer):
         x, y, logits = self._cache
         self._cache = None
         dz = self._activation_backward(dy, y, logits, relu_done)
-        dx, dw, db = _core.dense_backward(dz, x, self._weights["kernel"], need_dx=need_dx, need_db=self.use_bias)
+        kernel = self._weights["kernel"]
+        factored = kernel.size > FACTORED_MIN_WEIGHTS
+        dx, dw, db = _core.dense_backward(dz, x, kernel, need_dx=need_dx, need_db=self.use_bias,
+                                          need_dw=not factored)
+        if factored:
+            dw = OuterGradient(x, dz, kernel)
         self.grads = {"kernel": dw, "bias": db} if self.use_bias else {"kernel": dw}
         return dx
 

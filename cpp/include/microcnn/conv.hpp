@@ -37,6 +37,19 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b, co
 void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                      const ConvShape& s);
 
+// The block conv + ReLU + 2x2 stride-2 "valid" max pool, without the full-resolution conv output z (N,P,Q,K) in
+// memory. x (N,H,W,C), w (R,S,C,K), b (K) or nullptr -> y (N,P/2,Q/2,K), argmax (N,P/2,Q/2,K): exactly
+// maxpool2d_forward of z = max(0, conv + b) (argmax: per-sample flat index (h*Q + w)*K + k into z).
+// Requires P, Q >= 2 and P*Q*K <= INT32_MAX.
+void conv2d_relu_maxpool_forward(float* y, int32_t* argmax, const float* x, const float* w, const float* b,
+                                 const ConvShape& s);
+
+// dy (N,P/2,Q/2,K), argmax and y from the forward, x (N,H,W,C) -> dw (R,S,C,K), db (K) or nullptr: the weight
+// gradient of conv2d_backward for dz = maxpool2d_backward(relu_backward(dy, y), argmax), without dz in memory.
+// Returns the number of argmax entries that are not in their own pooling window (skipped); 0 for the forward's.
+int64_t conv2d_relu_maxpool_backward(float* dw, float* db, const float* dy, const int32_t* argmax, const float* y,
+                                     const float* x, const ConvShape& s);
+
 // Naive loops: the oracle the production kernels are tested against. Same contracts as above.
 namespace reference {
 // x (N,H,W,C), w (R,S,C,K), b (K) or nullptr -> y (N,P,Q,K)

@@ -45,14 +45,28 @@ class PanelA {
   virtual ~PanelA() = default;
   virtual bool rows_layout() const { return false; }
   virtual void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const = 0;
+  // A source in the row-major layout that is a row-major matrix in memory may hand it out as is (see
+  // PanelB::direct; here for a small N): A[i, k] = direct()[i*row_stride + k], or nullptr.
+  virtual const float* direct(int64_t* row_stride) const {
+    (void)row_stride;
+    return nullptr;
+  }
 };
 
 // Copies B[p0:p0+kb, j0:j0+nb] into ceil(nb/nr) micro-panels, panel t at dst + t*kb*nr holding
 // dst[t*kb*nr + k*nr + j] = B[p0 + k, j0 + t*nr + j]; columns at or past nb are zero.
+// A source that is a row-major matrix in memory may also hand it out as is (direct): for a small M each B
+// element is used by few micro-kernel calls, and the micro-kernel then reads it in place, skipping the copy
+// (which would read, write and re-read the whole of B: the dense layer's 90 MB weight matrix).
 class PanelB {
  public:
   virtual ~PanelB() = default;
   virtual void pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const = 0;
+  // B[k, j] = direct()[k*row_stride + j], or nullptr when B is not such a matrix.
+  virtual const float* direct(int64_t* row_stride) const {
+    (void)row_stride;
+    return nullptr;
+  }
 };
 
 // A[i, k] = data[i*row_stride + k*col_stride]: a row-major matrix (row_stride = lda, col_stride = 1) or the
@@ -65,6 +79,10 @@ class StridedA final : public PanelA {
       : d_(data), rs_(row_stride), cs_(col_stride), rows_(rows_panels && col_stride == 1) {}
   bool rows_layout() const override { return rows_; }
   void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const override;
+  const float* direct(int64_t* row_stride) const override {
+    *row_stride = rs_;
+    return rows_ ? d_ : nullptr;
+  }
 
  private:
   const float* d_;
@@ -78,6 +96,10 @@ class StridedB final : public PanelB {
   StridedB(const float* data, int64_t row_stride, int64_t col_stride)
       : d_(data), rs_(row_stride), cs_(col_stride) {}
   void pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const override;
+  const float* direct(int64_t* row_stride) const override {
+    *row_stride = rs_;
+    return cs_ == 1 ? d_ : nullptr;
+  }
 
  private:
   const float* d_;
@@ -88,12 +110,21 @@ class StridedB final : public PanelB {
 struct GemmEpilogue {
   const float* bias = nullptr;  // (N,) added to every row, or null
   bool relu = false;            // max(0, .) after the bias
+  // Store C transposed: element (i, j) at c[j*ldc + i], so c holds C^T (N, M). Saves a separate transpose
+  // pass when the GEMM is best run in the other orientation (a small N read in place, see PanelA::direct).
+  bool transpose_c = false;
 };
 
-// C (M,N) = [C +] A (M,K) @ B (K,N) [+ bias] [ReLU]. With accumulate the previous C is added before the
-// epilogue. Opens its own OpenMP parallel region: call it from serial code. M, N, K >= 1.
+// C (M,N) = [C +] A (M,K) @ B (K,N) [+ bias] [ReLU] (or C^T, see GemmEpilogue). With accumulate the previous
+// C is added before the epilogue. Opens its own OpenMP parallel region: call it from serial code. M, N, K >= 1.
 void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
           const GemmEpilogue& epilogue = {}, bool accumulate = false);
+
+// As gemm, but entirely in the calling thread, under the caller's denormal mode: for kernels that call it from
+// their own parallel region. Every element is computed as gemm computes it when gemm does not split K (which
+// it only does for M*N <= 2^20).
+void gemm_serial(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
+                 const GemmEpilogue& epilogue = {}, bool accumulate = false);
 
 // a (M,K) @ b (K,N) -> c (M,N), all row-major and contiguous; c is overwritten.
 void sgemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K);

@@ -16,4 +16,13 @@ void sgd_update(float* param, float* velocity, const float* grad, int64_t n, dou
 void adam_update(float* param, float* m, float* v, const float* grad, int64_t n, double learning_rate,
                  double beta_1, double beta_2, double epsilon, int64_t step);
 
+// The float constants of one Adam step t (alpha as above).
+struct AdamStep {
+  float alpha, one_minus_b1, one_minus_b2, epsilon;
+};
+AdamStep adam_step(double learning_rate, double beta_1, double beta_2, double epsilon, int64_t step);
+// param (n), m (n), v (n), grad (n): the element loop of adam_update, in the calling thread (no parallel region,
+// the caller's denormal mode). Fused kernels call it so that their updates match adam_update bit for bit.
+void adam_apply(float* param, float* m, float* v, const float* grad, int64_t n, const AdamStep& s);
+
 }  // namespace microcnn

@@ -76,6 +76,15 @@ bool set_kernel_isa(const std::string& name) {
 }
 
 // --- packing of strided operands -------------------------------------------------------------------------
+namespace {
+// dst[k*MR + i] = src[k*stride + i] for i < MR, k < kb: a k-major micro-panel of a transposed operand.
+template <int MR>
+void pack_runs(float* dst, const float* src, int64_t stride, int kb) {
+  for (int k = 0; k < kb; ++k)
+    for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[k * stride + i];
+}
+}  // namespace
+
 void StridedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const {
   if (rows_) {  // row-major operand, row-major panels: one contiguous copy per row
     const int padded = (mb + mr - 1) / mr * mr;
@@ -92,7 +101,13 @@ void StridedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) 
     float* d = dst + static_cast<int64_t>(t) * kb * mr;
     const int64_t ib = i0 + static_cast<int64_t>(t) * mr;
     const int rows = std::min(mr, mb - t * mr);
-    if (rs_ == 1) {  // transposed operand: each k is a contiguous run of rows
+    if (rs_ == 1 && rows == mr && (mr == 12 || mr == 6 || mr == 4)) {  // fixed-length copies (vectorised)
+      switch (mr) {
+        case 12: pack_runs<12>(d, d_ + p0 * cs_ + ib, cs_, kb); break;
+        case 6: pack_runs<6>(d, d_ + p0 * cs_ + ib, cs_, kb); break;
+        default: pack_runs<4>(d, d_ + p0 * cs_ + ib, cs_, kb); break;
+      }
+    } else if (rs_ == 1) {  // transposed operand: each k is a contiguous run of rows
       for (int k = 0; k < kb; ++k) {
         const float* src = d_ + (p0 + k) * cs_ + ib;
         for (int i = 0; i < rows; ++i) d[k * mr + i] = src[i];
@@ -110,6 +125,16 @@ void StridedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) 
 }
 
 void StridedB::pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const {
+  if (cs_ == 1 && nb % nr == 0) {  // row-major, whole panels: read B row by row, the order memory streams best
+    for (int k = 0; k < kb; ++k) {
+      const float* src = d_ + (p0 + k) * rs_ + j0;
+      for (int t = 0; t * nr < nb; ++t) {
+        float* d = dst + static_cast<int64_t>(t) * kb * nr + static_cast<int64_t>(k) * nr;
+        for (int j = 0; j < nr; ++j) d[j] = src[t * nr + j];
+      }
+    }
+    return;
+  }
   for (int t = 0; t * nr < nb; ++t) {
     float* d = dst + static_cast<int64_t>(t) * kb * nr;
     const int64_t jb = j0 + static_cast<int64_t>(t) * nr;
@@ -133,6 +158,10 @@ void StridedB::pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) 
 
 // --- driver ----------------------------------------------------------------------------------------------
 namespace {
+
+// Up to this many rows of C, B is read in place when its source allows it (PanelB::direct); up to this many
+// columns, A is (PanelA::direct).
+constexpr int64_t kInPlaceMax = 64;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
@@ -171,38 +200,146 @@ struct Problem {
   const float* bias;
   bool relu;
   bool accumulate;
+  bool direct_b = false;  // read B in place where it allows (PanelB::direct) instead of packing it
+  bool direct_a = false;  // the same for A (PanelA::direct)
+  bool trans_c = false;   // store C^T (GemmEpilogue::transpose_c)
 };
+
+// One block of mb rows of A: packed panels, or A in place (row stride ld) for its first `full` rows with only
+// the shorter last micro-panel packed (at `packed`).
+struct BlockA {
+  const float* packed;
+  const float* direct = nullptr;
+  int64_t ld = 0;
+  int full = 0;
+};
+
+BlockA prepare_a(const Problem& p, float* buf, int64_t i0, int mb, int64_t p0, int kb) {
+  const int mr = p.ki.mr;
+  int64_t ld = 0;
+  const float* d = p.direct_a ? p.a.direct(&ld) : nullptr;
+  if (!d) {
+    p.a.pack(buf, i0, mb, p0, kb, mr);
+    return BlockA{buf};
+  }
+  const int full = mb / mr * mr;
+  if (full < mb) p.a.pack(buf, i0 + full, mb - full, p0, kb, mr);
+  return BlockA{buf, d + i0 * ld + p0, ld, full};
+}
+
+// One (kb x nb) block of B as the micro-kernels see it: packed micro-panels, or B in place (direct, row
+// stride ld) for the first `full` columns with only the narrower last micro-panel packed (at `packed`).
+struct BlockB {
+  const float* packed;
+  const float* direct = nullptr;
+  int64_t ld = 0;
+  int full = 0;
+  const float* next = nullptr;  // the next block when it is contiguous: prefetched while this one runs
+  int64_t next_floats = 0;
+};
+
+// Sets up the B block at (p0, j0) in buf: packs all of it, or only its edge micro-panel when B is read in place.
+// next_rows: rows of the block that follows in the same column range (0 if none).
+BlockB prepare_b(const Problem& p, float* buf, int64_t p0, int kb, int64_t j0, int nb, int64_t next_rows) {
+  const int nr = p.ki.nr;
+  int64_t ld = 0;
+  const float* d = p.direct_b ? p.b.direct(&ld) : nullptr;
+  if (!d) {
+    p.b.pack(buf, p0, kb, j0, nb, nr);
+    return BlockB{buf};
+  }
+  const int full = nb / nr * nr;
+  if (full < nb) p.b.pack(buf, p0, kb, j0 + full, nb - full, nr);
+  BlockB bb{buf, d + p0 * ld + j0, ld, full};
+  if (nb == ld && next_rows > 0) {  // whole rows: the next block is one contiguous run
+    bb.next = d + (p0 + kb) * ld;
+    bb.next_floats = next_rows * ld;
+  }
+  return bb;
+}
+
+// The prefetch stream of the q-th in-place micro-kernel call of a block: the q-th run of kb lines of the next
+// block, never past its end; null once the block is covered.
+const float* prefetch_slice(const BlockB& bb, int64_t q, int kb) {
+  const int64_t len = static_cast<int64_t>(kb) * gd::kLineFloats;
+  if (!bb.next || len > bb.next_floats) return nullptr;
+  const int64_t off = q * len;
+  if (off >= bb.next_floats) return nullptr;
+  return bb.next + std::min(off, bb.next_floats - len);
+}
 
 // Floats of one packed A block of mb rows and depth kb.
 size_t a_block_size(const PanelA& a, int kb, int mb, int mr) {
   return static_cast<size_t>(a.rows_layout() ? kPackedRowStride : kb) * round_up(mb, mr);
 }
 
-// Micro-kernels over one packed A block (mb rows) x one packed B block (nb columns) of the slice starting at
-// C(ic, jc). `last` marks the final K slice: only then are bias and ReLU applied.
-void run_tiles(const Problem& p, const float* abuf, const float* bbuf, int64_t ic, int mb, int64_t jc, int nb, int kb,
+// Micro-kernels over one A block (mb rows) x one B block (nb columns) of the slice starting at C(ic, jc).
+// `last` marks the final K slice: only then are bias and ReLU applied.
+void run_tiles(const Problem& p, const BlockA& ba, const BlockB& bb, int64_t ic, int mb, int64_t jc, int nb, int kb,
                bool accumulate, bool last) {
   const gd::KernelInfo& ki = p.ki;
   const int mr = ki.mr, nr = ki.nr;
   const float* bias = last ? p.bias : nullptr;
   const bool relu = last && p.relu;
   const bool rows = p.a.rows_layout();
-  const gd::MicroKernel kernel = rows ? ki.kernel_rows : ki.kernel;
   const int64_t a_panel = rows ? static_cast<int64_t>(mr) * kPackedRowStride : static_cast<int64_t>(kb) * mr;
+  // A in place spanning whole rows: each call prefetches the next micro-panel's rows (contiguous), up to
+  // the end of the block.
+  const bool a_stream = ba.direct && ba.ld == kb;
+  const int64_t a_end = static_cast<int64_t>(ba.full) * ba.ld, a_len = static_cast<int64_t>(kb) * gd::kLineFloats;
+  int64_t calls = 0;  // calls with B in place so far, each prefetching its slice of the next B block
   for (int jr = 0; jr < nb; jr += nr) {
     const int nn = std::min(nr, nb - jr);
-    const float* bp = bbuf + static_cast<int64_t>(jr / nr) * kb * nr;
+    const bool b_in_place = bb.direct && jr < bb.full;
+    const float* bp = b_in_place ? bb.direct + jr
+                      : bb.direct ? bb.packed
+                                  : bb.packed + static_cast<int64_t>(jr / nr) * kb * nr;
+    const int64_t ldb = b_in_place ? bb.ld : nr;
     const float* bias_j = bias ? bias + jc + jr : nullptr;
     for (int ir = 0; ir < mb; ir += mr) {
       const int mm = std::min(mr, mb - ir);
-      const float* ap = abuf + (ir / mr) * a_panel;
+      const bool a_in_place = ba.direct && ir < ba.full;
+      const float* ap = a_in_place ? ba.direct + ir * ba.ld
+                        : ba.direct ? ba.packed
+                                    : ba.packed + (ir / mr) * a_panel;
+      const int64_t lda = a_in_place ? ba.ld : kPackedRowStride;
+      const float* pf = nullptr;
+      if (b_in_place) {
+        pf = prefetch_slice(bb, calls++, kb);
+      } else if (a_in_place && a_stream) {
+        const int64_t next = static_cast<int64_t>(ir + mr) * ba.ld;
+        if (next < a_end && a_len <= a_end) pf = ba.direct + std::min(next, a_end - a_len);
+      }
+      const bool short_tile = mm <= ki.mr_short;
+      const int tile_rows = short_tile ? ki.mr_short : mr;
+      const gd::MicroKernel kernel = ki.kernels[short_tile][rows][a_in_place || b_in_place];
+      if (p.trans_c) {  // through the tile buffer, stored column by column (contiguous runs of C^T rows)
+        float* edge = tl_edge.get(static_cast<size_t>(mr) * nr);
+        kernel(kb, ap, lda, bp, ldb, edge, nr, false, nullptr, false, pf);
+        const bool plain = !accumulate && !bias_j && !relu;
+        for (int j = 0; j < nn; ++j) {
+          float* cj = p.c + (jc + jr + j) * p.ldc + ic + ir;
+          if (plain) {
+            for (int i = 0; i < mm; ++i) cj[i] = edge[i * nr + j];
+            continue;
+          }
+          for (int i = 0; i < mm; ++i) {
+            float v = edge[i * nr + j];
+            if (accumulate) v += cj[i];
+            if (bias_j) v += bias_j[j];
+            if (relu && v < 0.0f) v = 0.0f;
+            cj[i] = v;
+          }
+        }
+        continue;
+      }
       float* ct = p.c + (ic + ir) * p.ldc + jc + jr;
-      if (mm == mr && nn == nr) {
-        kernel(kb, ap, bp, ct, p.ldc, accumulate, bias_j, relu);
+      if (mm == tile_rows && nn == nr) {
+        kernel(kb, ap, lda, bp, ldb, ct, p.ldc, accumulate, bias_j, relu, pf);
         continue;
       }
       float* edge = tl_edge.get(static_cast<size_t>(mr) * nr);
-      kernel(kb, ap, bp, edge, nr, false, nullptr, false);
+      kernel(kb, ap, lda, bp, ldb, edge, nr, false, nullptr, false, pf);
       for (int i = 0; i < mm; ++i)
         for (int j = 0; j < nn; ++j) {
           float v = edge[i * nr + j];
@@ -223,12 +360,12 @@ void gemm_range(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1
     for (int64_t pc = k0; pc < k1; pc += ki.kc) {
       const int kb = static_cast<int>(std::min<int64_t>(ki.kc, k1 - pc));
       float* bbuf = tl_b.get(static_cast<size_t>(kb) * round_up(nb, ki.nr));
-      p.b.pack(bbuf, pc, kb, jc, nb, ki.nr);
+      const BlockB bb = prepare_b(p, bbuf, pc, kb, jc, nb, std::min<int64_t>(ki.kc, k1 - pc - kb));
       for (int64_t ic = i0; ic < i1; ic += ki.mc) {
         const int mb = static_cast<int>(std::min<int64_t>(ki.mc, i1 - ic));
         float* abuf = tl_a.get(a_block_size(p.a, kb, mb, ki.mr));
-        p.a.pack(abuf, ic, mb, pc, kb, ki.mr);
-        run_tiles(p, abuf, bbuf, ic, mb, jc, nb, kb, p.accumulate || pc != k0, pc + kb == k1);
+        const BlockA ba = prepare_a(p, abuf, ic, mb, pc, kb);
+        run_tiles(p, ba, bb, ic, mb, jc, nb, kb, p.accumulate || pc != k0, pc + kb == k1);
       }
     }
   }
@@ -267,8 +404,8 @@ void gemm_split_m(const Problem& p, int64_t M, int64_t N, int64_t K, int threads
           const int64_t ic = blk * mc;
           const int mb = static_cast<int>(std::min<int64_t>(mc, M - ic));
           float* abuf = tl_a.get(a_block_size(p.a, kb, mb, ki.mr));
-          p.a.pack(abuf, ic, mb, pc, kb, ki.mr);
-          run_tiles(p, abuf, bbuf, ic, mb, jc, nb, kb, p.accumulate || pc != 0, pc + kb == K);
+          const BlockA ba = prepare_a(p, abuf, ic, mb, pc, kb);
+          run_tiles(p, ba, BlockB{bbuf}, ic, mb, jc, nb, kb, p.accumulate || pc != 0, pc + kb == K);
         }
       }
     }
@@ -299,18 +436,18 @@ void gemm_split_k(const Problem& p, int64_t M, int64_t N, int64_t K, int threads
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < chunks; ++t) {
       float* mine = partial.data() + static_cast<size_t>(t) * M * N;
-      const Problem part{p.ki, mine, N, p.a, p.b, nullptr, false, false};
+      const Problem part{p.ki, mine, N, p.a, p.b, nullptr, false, false, p.direct_b, p.direct_a};
       gemm_range(part, 0, M, 0, N, K * t / chunks, K * (t + 1) / chunks);
     }
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < M; ++i) {
-      float* ci = p.c + i * p.ldc;
       for (int64_t j = 0; j < N; ++j) {
-        float v = p.accumulate ? ci[j] : 0.0f;
+        float& cij = p.trans_c ? p.c[j * p.ldc + i] : p.c[i * p.ldc + j];
+        float v = p.accumulate ? cij : 0.0f;
         for (int64_t t = 0; t < chunks; ++t) v += partial[(static_cast<size_t>(t) * M + i) * N + j];
         if (p.bias) v += p.bias[j];
         if (p.relu && v < 0.0f) v = 0.0f;
-        ci[j] = v;
+        cij = v;
       }
     }
   }
@@ -322,7 +459,10 @@ void gemm_split_k(const Problem& p, int64_t M, int64_t N, int64_t K, int threads
 void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
           const GemmEpilogue& epilogue, bool accumulate) {
   const gd::KernelInfo& ki = *g_kernel.load();
-  const Problem p{ki, c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate};
+  // With few rows of A, each B element feeds at most a few micro-kernel calls (and with few columns of B,
+  // each A element): packing it would cost more memory traffic than it saves.
+  const Problem p{ki, c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate, M <= kInPlaceMax, N <= kInPlaceMax,
+                  epilogue.transpose_c};
   const int threads = max_threads();
   const double flops = 2.0 * M * N * K;
 #ifdef MICROCNN_OPENMP
@@ -335,6 +475,13 @@ void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, in
   }
 #endif
   DenormalGuard guard;
+  gemm_range(p, 0, M, 0, N, 0, K);
+}
+
+void gemm_serial(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
+                 const GemmEpilogue& epilogue, bool accumulate) {
+  const Problem p{*g_kernel.load(), c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate, M <= kInPlaceMax,
+                  N <= kInPlaceMax, epilogue.transpose_c};
   gemm_range(p, 0, M, 0, N, 0, K);
 }
 

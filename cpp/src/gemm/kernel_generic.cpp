@@ -1,25 +1,32 @@
-// Portable micro-kernel: plain loops the compiler vectorises for whatever baseline the target has.
+// Portable micro-kernel (4 x 16 tile, 2 x 16 for a short last one): plain loops the compiler vectorises.
 #include "kernels.hpp"
 
 namespace microcnn::gemm_detail {
 namespace {
 
 constexpr int MR = 4;
+constexpr int MR_SHORT = 2;
 constexpr int NR = 16;
 
-template <bool ROWS>
-void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, const float* bias,
-            bool relu) {
-  float acc[MR][NR] = {};
+// TM rows of the MR-row panel layout: MR, or MR_SHORT for a last tile of few rows.
+template <bool ROWS, bool IN_PLACE, int TM>
+void kernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+            bool accumulate, const float* bias, bool relu, const float* pf) {
+  // Packed row panels have a fixed row stride, which lets the compiler fold it into the addresses.
+  if (!IN_PLACE) lda = kPackedRowStride;
+  float acc[TM][NR] = {};
   for (int64_t k = 0; k < kc; ++k) {
-    for (int i = 0; i < MR; ++i) {
-      const float ai = ROWS ? a[i * kPackedRowStride] : a[i];
+#if defined(__GNUC__)
+    if (IN_PLACE && pf) __builtin_prefetch(pf + k * kLineFloats, 0, 2);
+#endif
+    for (int i = 0; i < TM; ++i) {
+      const float ai = ROWS ? a[i * lda] : a[i];
       for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
     }
     a += ROWS ? 1 : MR;
-    b += NR;
+    b += ldb;
   }
-  for (int i = 0; i < MR; ++i) {
+  for (int i = 0; i < TM; ++i) {
     float* ci = c + i * ldc;
     for (int j = 0; j < NR; ++j) {
       float v = acc[i][j];
@@ -34,7 +41,11 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, b
 }  // namespace
 
 const KernelInfo& generic_kernel() {
-  static const KernelInfo info{Isa::generic, "generic", MR, NR, 256, 256, 2048, kernel<false>, kernel<true>};
+  static const KernelInfo info{Isa::generic, "generic", MR, NR, MR_SHORT, 256, 256, 2048,
+                               {{{kernel<false, false, MR>, kernel<false, true, MR>},
+                                 {kernel<true, false, MR>, kernel<true, true, MR>}},
+                                {{kernel<false, false, MR_SHORT>, kernel<false, true, MR_SHORT>},
+                                 {kernel<true, false, MR_SHORT>, kernel<true, true, MR_SHORT>}}}};
   return info;
 }
 

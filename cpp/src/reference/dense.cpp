@@ -43,7 +43,7 @@ void dense_forward(float* y, const float* x, const float* w, const float* b, int
   }
 }
 
-// dy (N,M), x (N,K), w (K,M) -> dx (N,K) or nullptr, dw (K,M), db (M) or nullptr
+// dy (N,M), x (N,K), w (K,M) -> dx (N,K) or nullptr, dw (K,M) or nullptr, db (M) or nullptr
 void dense_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int64_t N,
                     int64_t K, int64_t M) {
   if (db) {
@@ -58,12 +58,14 @@ void dense_backward(float* dx, float* dw, float* db, const float* dy, const floa
     // One input feature k per iteration: row k of dw and column k of dx.
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < K; ++k) {
-      float* dwk = dw + k * M;
-      std::fill(dwk, dwk + M, 0.0f);
-      for (int64_t n = 0; n < N; ++n) {
-        const float xv = x[n * K + k];
-        const float* g = dy + n * M;
-        for (int64_t m = 0; m < M; ++m) dwk[m] += xv * g[m];
+      if (dw) {
+        float* dwk = dw + k * M;
+        std::fill(dwk, dwk + M, 0.0f);
+        for (int64_t n = 0; n < N; ++n) {
+          const float xv = x[n * K + k];
+          const float* g = dy + n * M;
+          for (int64_t m = 0; m < M; ++m) dwk[m] += xv * g[m];
+        }
       }
       if (dx) {
         const float* wk = w + k * M;
