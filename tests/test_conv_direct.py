@@ -111,6 +111,15 @@ def test_conv2d_relu_maxpool_forward_is_conv_then_pool(case, isa, threads):
         )
 
 
+def test_conv2d_relu_maxpool_forward_large_output(isa):
+    # Pooled output 31*65*65*33 floats = 17 MB: written with streaming stores (y and argmax), at odd offsets.
+    x, wt, b = rand(31, 130, 130, 3), rand(3, 3, 3, 33, scale=27**-0.5), rand(33)
+    y, argmax = _core.conv2d_relu_maxpool_forward(x, wt, b, padding="same")
+    _, want_y, want_argmax = composed_forward(x, wt, b, {"padding": "same"})
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(argmax, want_argmax)
+
+
 def test_conv2d_relu_maxpool_forward_ties_and_nan():
     x = np.zeros((1, 6, 7, 1), np.float32)  # all-zero windows: every position ties, the first must win
     x[0, 4, 0, 0] = np.nan  # first in its window: stays the maximum (NaN > v is false), as in maxpool2d

@@ -134,3 +134,21 @@ def test_gradients_of_a_factored_kernel_are_arrays(monkeypatch):
         assert isinstance(grad, np.ndarray) and grad.dtype == np.float32
         np.testing.assert_array_equal(grad, expected[name])
     assert any(g.shape == (4200, 256) and np.abs(g).max() > 0 for g in grads.values())
+
+
+def test_dense_adam_update_does_not_depend_on_the_thread_count():
+    # every element of dw is one GEMM dot product and the update is element-wise, whatever the split
+    x, dy = rand(9, 4500), rand(9, 240)
+    start = rand(4500, 240), rand(4500, 240, scale=0.01), np.abs(rand(4500, 240, scale=1e-3))
+    before = _core.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            _core.set_num_threads(n)
+            w, mom, vel = (a.copy() for a in start)
+            _core.dense_adam_update(w, x, dy, mom, vel, 1e-3, step=4)
+            results.append((w, mom, vel))
+    finally:
+        _core.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)

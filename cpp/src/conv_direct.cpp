@@ -3,6 +3,7 @@
 #include "conv_direct.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -157,20 +158,21 @@ class WeightGradRows {
   int64_t partial_size() const { return (taps_ + 1) * Kpad_; }
   const Kernels& kernels() const { return kn_; }
 
-  // partial += the contribution of output row (n, p), pixels [0, Q), whose gradient is dyrow (Q, K). next, if
-  // not nullptr, is the gradient row to prefetch meanwhile. with_db: also sum dyrow into the db row.
-  void add(float* partial, float* band, int64_t n, int64_t p, const float* dyrow, int64_t Q, const float* next,
-           bool with_db) const {
+  // partial += the contribution of output row (n, p), pixels [0, Q), whose gradient is dyrow (Q, K). with_db:
+  // also sum dyrow into the db row. prefetch: up to three arrays read next (nullptr for none), prefetched while
+  // this row is summed, one by the first pass over each of the first three kernel rows, K floats a pixel.
+  void add(float* partial, float* band, int64_t n, int64_t p, const float* dyrow, int64_t Q,
+           const std::array<const void*, 3>& prefetch, bool with_db) const {
     fill_band(band, band_stride_, cols_, x_, s_, n, p);
     float* pdb = partial + taps_ * Kpad_;
     for (int64_t r = 0; r < s_.R; ++r)
       for (int64_t i = 0; i < slabs_; ++i) {
         const int64_t j0 = SC_ * i / slabs_, j1 = SC_ * (i + 1) / slabs_;
-        const bool first = r == 0 && i == 0;  // the first pass over the row sums db and prefetches
+        const float* pf = i == 0 && r < 3 ? static_cast<const float*>(prefetch[r]) : nullptr;
         for (const KBlock& kb : blocks_)
-          kn_.backward(static_cast<int>(j1 - j0), kb.kv, with_db && first)(
+          kn_.backward(static_cast<int>(j1 - j0), kb.kv, with_db && r == 0 && i == 0)(
               partial + (r * SC_ + j0) * Kpad_ + kb.k0, Kpad_, pdb + kb.k0, band + r * band_stride_ + j0, xs_,
-              dyrow + kb.k0, K_, Q, kb.nk, first && next ? next + kb.k0 : nullptr);
+              dyrow + kb.k0, K_, Q, kb.nk, pf ? pf + kb.k0 : nullptr);
       }
   }
 
@@ -241,8 +243,9 @@ void backward_weights(float* dw, float* db, const float* dy, const float* x, con
     for (int64_t c = 0; c < chunks; ++c)
       for (int64_t np = rows * c / chunks; np < rows * (c + 1) / chunks; ++np) {
         const float* dyrow = dy + np * Q * K;
+        const void* next = np + 1 < rows ? dyrow + Q * K : nullptr;  // dy is read from memory once, in order
         grad.add(partials.data() + c * grad.partial_size(), band.data(), np / s.P, np % s.P, dyrow, Q,
-                 np + 1 < rows ? dyrow + Q * K : nullptr, db != nullptr);
+                 {next, nullptr, nullptr}, db != nullptr);
       }
   }
   grad.reduce(dw, db, partials, chunks);
@@ -257,19 +260,28 @@ int64_t unpool_rows(float* dz, const float* dy, const int32_t* argmax, const flo
 void forward_relu_maxpool(float* y, int32_t* argmax, const float* x, const float* w, const float* b,
                           const ConvShape& s) {
   const ForwardRows rows_of(x, w, b, s, /*relu=*/true);
-  const int64_t Q = s.Q, K = s.K, P2 = s.P / 2, Q2 = s.Q / 2, rows = s.N * P2;
+  const int64_t Q = s.Q, K = s.K, P2 = s.P / 2, Q2 = s.Q / 2, rows = s.N * P2, row = Q2 * K;
+  const bool stream = static_cast<double>(rows * row) * sizeof(float) >= kStreamMinBytes;
 #pragma omp parallel if (multiply_adds(s) >= kParallelMinWork)
   {
     DenormalGuard guard;
     std::vector<float> band(rows_of.band_size()), z(static_cast<size_t>(2 * Q * K));
+    std::vector<float> staged_y(stream ? static_cast<size_t>(row) : 0);
+    std::vector<int32_t> staged_argmax(stream ? static_cast<size_t>(row) : 0);
 #pragma omp for schedule(dynamic, 2)
     for (int64_t np2 = 0; np2 < rows; ++np2) {
       const int64_t n = np2 / P2, p2 = np2 % P2;
       float *z0 = z.data(), *z1 = z0 + Q * K;
       rows_of.compute(z0, band.data(), n, 2 * p2, 2 * Q2);  // a last odd column or row is never pooled
       rows_of.compute(z1, band.data(), n, 2 * p2 + 1, 2 * Q2);
-      rows_of.kernels().pool_rows(y + np2 * Q2 * K, argmax + np2 * Q2 * K, z0, z1, Q2, K,
-                                  static_cast<int32_t>(2 * p2 * Q * K), static_cast<int32_t>(Q * K));
+      float* out = stream ? staged_y.data() : y + np2 * row;
+      int32_t* idx = stream ? staged_argmax.data() : argmax + np2 * row;
+      rows_of.kernels().pool_rows(out, idx, z0, z1, Q2, K, static_cast<int32_t>(2 * p2 * Q * K),
+                                  static_cast<int32_t>(Q * K));
+      if (stream) {
+        rows_of.kernels().stream_copy(y + np2 * row, out, row);
+        rows_of.kernels().stream_copy(argmax + np2 * row, idx, row);
+      }
     }
   }
 }
@@ -294,8 +306,14 @@ int64_t backward_weights_maxpool(float* dw, float* db, const float* dy, const in
         bad += grad.kernels().unpool_rows(dz.data(), dy + off, argmax + off, y + off, Q2, Q, K, 2 * p2 * Q * K);
         // Rows and columns the pooling drops have a zero gradient: they are skipped.
         float* partial = partials.data() + c * grad.partial_size();
-        grad.add(partial, band.data(), n, 2 * p2, dz.data(), 2 * Q2, nullptr, db != nullptr);
-        grad.add(partial, band.data(), n, 2 * p2 + 1, dz.data() + Q * K, 2 * Q2, nullptr, db != nullptr);
+        // The next pooled row's three inputs come from memory: fetch them while these two rows are summed (the
+        // kernel prefetches K floats for each of 2*Q2 pixels: two pooled rows, the next and the one after).
+        const bool more = np2 + 1 < rows;
+        const std::array<const void*, 3> next{more ? dy + off + Q2 * K : nullptr,
+                                              more ? argmax + off + Q2 * K : nullptr,
+                                              more ? y + off + Q2 * K : nullptr};
+        grad.add(partial, band.data(), n, 2 * p2, dz.data(), 2 * Q2, next, db != nullptr);
+        grad.add(partial, band.data(), n, 2 * p2 + 1, dz.data() + Q * K, 2 * Q2, {}, db != nullptr);
       }
   }
   grad.reduce(dw, db, partials, chunks);

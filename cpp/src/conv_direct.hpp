@@ -67,9 +67,10 @@ using ForwardTile = void (*)(float* y, int64_t ldy, const float* band, int64_t b
 using BackwardTile = void (*)(float* dw, int64_t ldw, float* db, const float* x, int64_t xs, const float* dy,
                               int64_t ldy, int64_t npix, int nk, const float* prefetch);
 
-// dst[0:n] = src[0:n] with non-temporal stores where the target allows, then a store fence: for outputs far
-// larger than the caches, it saves reading every destination line before writing it.
-using StreamCopy = void (*)(float* dst, const float* src, int64_t n);
+// dst[0:n] = src[0:n], n 4-byte words (floats or int32), with non-temporal stores where the target allows, then
+// a store fence: for outputs far larger than the caches, it saves reading every destination line before
+// writing it.
+using StreamCopy = void (*)(void* dst, const void* src, int64_t n);
 
 constexpr int kMaxPixelStep = 8;  // largest XS = stride_w*C with a forward kernel
 

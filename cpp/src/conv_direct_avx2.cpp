@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <utility>
 
 #include "conv_direct.hpp"
@@ -130,11 +131,15 @@ void backward_tile(float* dw, int64_t ldw, float* db, const float* x, int64_t xs
     backward_body<T, KV, DB, true>(dw, ldw, db, x, xs, dy, ldy, npix, nk, prefetch);
 }
 
-void stream_copy(float* dst, const float* src, int64_t n) {
+void stream_copy(void* dst, const void* src, int64_t n) {
+  // As bytes and integer vectors: the words may be int32 (argmax) as well as floats.
+  char* d = static_cast<char*>(dst);
+  const char* s = static_cast<const char*>(src);
   int64_t i = 0;
-  for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 31) != 0; ++i) dst[i] = src[i];
-  for (; i + VEC <= n; i += VEC) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
-  for (; i < n; ++i) dst[i] = src[i];
+  for (; i < n && (reinterpret_cast<uintptr_t>(d + 4 * i) & 31) != 0; ++i) std::memcpy(d + 4 * i, s + 4 * i, 4);
+  for (; i + VEC <= n; i += VEC)
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + 4 * i), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + 4 * i)));
+  if (i < n) std::memcpy(d + 4 * i, s + 4 * i, sizeof(float) * (n - i));
   _mm_sfence();
 }
 

@@ -106,7 +106,7 @@ void backward_tile(float* dw, int64_t ldw, float* db, const float* x, int64_t xs
     for (int k = 0; k < KB; ++k) db[k] += dbacc[k];
 }
 
-void stream_copy(float* dst, const float* src, int64_t n) { std::memcpy(dst, src, sizeof(float) * n); }
+void stream_copy(void* dst, const void* src, int64_t n) { std::memcpy(dst, src, sizeof(float) * n); }
 
 template <int KV, bool DB, int... I>
 constexpr std::array<BackwardTile, sizeof...(I)> backward_table(std::integer_sequence<int, I...>) {

@@ -59,7 +59,7 @@ void kernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb
 }  // namespace
 
 const KernelInfo& avx512_kernel() {
-  static const KernelInfo info{Isa::avx512, "avx512", MR, NR, MR_SHORT, 240, 256, 2048,
+  static const KernelInfo info{Isa::avx512, "avx512", MR, NR, MR_SHORT, 240, 256, 2048, true,
                                {{{kernel<false, false, MR>, kernel<false, true, MR>},
                                  {kernel<true, false, MR>, kernel<true, true, MR>}},
                                 {{kernel<false, false, MR_SHORT>, kernel<false, true, MR_SHORT>},

@@ -41,7 +41,7 @@ void kernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb
 }  // namespace
 
 const KernelInfo& generic_kernel() {
-  static const KernelInfo info{Isa::generic, "generic", MR, NR, MR_SHORT, 256, 256, 2048,
+  static const KernelInfo info{Isa::generic, "generic", MR, NR, MR_SHORT, 256, 256, 2048, false,
                                {{{kernel<false, false, MR>, kernel<false, true, MR>},
                                  {kernel<true, false, MR>, kernel<true, true, MR>}},
                                 {{kernel<false, false, MR_SHORT>, kernel<false, true, MR_SHORT>},

@@ -28,6 +28,9 @@ struct KernelInfo {
   int mr, nr;      // register tile
   int mr_short;    // rows of the short tile for a last micro-panel of few rows (e.g. 8 of a 32-row batch)
   int mc, kc, nc;  // cache blocks: A block mc x kc in L2, B block kc x nc in L3, B micro-panel kc x nr in L1
+  // Whether the driver may read small operands in place (PanelA/PanelB::direct). Off for the portable kernel:
+  // with a run-time A stride the compiler vectorises it across rows (shuffles) and it ran 1.2-3.7x slower.
+  bool in_place;
   // kernels[short][rows][in_place]: `short` computes mr_short rows of an mr-row panel layout; `rows` takes
   // row-major A panels (else k-major); `in_place` any lda/ldb and the prefetch stream (else packed panels:
   // row stride kPackedRowStride for row-major A, ldb = nr for B).
