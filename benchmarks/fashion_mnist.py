@@ -4,6 +4,7 @@ Trains on the 60,000 training images (28x28x1, scaled to [0, 1]) and reports the
 images, the training wall time and the training throughput. The IDX files come from the Debian package
 dataset-fashion-mnist (/usr/share/datasets/fashion-mnist) or --data-dir.
 
+    python benchmarks/fashion_mnist.py --arch small-flat --label-smoothing 0.1 --time-budget 600
     python benchmarks/fashion_mnist.py --arch small --time-budget 600 --tta
     python benchmarks/fashion_mnist.py --arch seed --time-budget 600
 """
@@ -20,7 +21,7 @@ import numpy as np
 import microcnn
 from microcnn.augment import ImageAugmenter
 from microcnn.callbacks import Callback
-from microcnn.optimizers import Adam
+from microcnn.optimizers import Adam, AdamW
 from microcnn.presets import available_presets, build_model
 from microcnn.schedules import CosineDecay, OneCycle
 
@@ -140,13 +141,14 @@ def predict_probs(model, x, tta, batch_size=500):
 DEFAULTS = {  # arch: (epochs, batch size, peak learning rate, shift augmentation; 0.0 = flips only)
     "seed": (10, 64, 2e-3, None),
     "small": (15, 128, 3e-3, 0.0),
+    "small-flat": (23, 128, 3e-3, 0.0),
 }
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--arch", default="small", help="a microcnn preset: " + ", ".join(available_presets()))
+    p.add_argument("--arch", default="small-flat", help="a microcnn preset: " + ", ".join(available_presets()))
     p.add_argument("--epochs", type=int, default=None, help="default: per arch ("
                    + ", ".join(f"{a} {d[0]}" for a, d in DEFAULTS.items()) + ")")
     p.add_argument("--batch-size", type=int, default=None, help="default: per arch")
@@ -159,6 +161,9 @@ def build_parser():
     p.add_argument("--no-augment", action="store_true", help="no augmentation whatever the arch default")
     p.add_argument("--label-smoothing", type=float, default=0.0, metavar="S",
                    help="train on one-hot labels smoothed as in Keras: onehot * (1 - S) + S / 10")
+    p.add_argument("--weight-decay", type=float, default=0.0, metavar="WD",
+                   help="AdamW's decoupled weight decay (w -= w * WD * lr each step) on kernels; BatchNorm "
+                        "gamma/beta and biases are excluded")
     p.add_argument("--tta", action="store_true", help="also report accuracy averaged with the mirrored test image")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="stop training when this much training time is spent; the schedule then runs on "
@@ -202,10 +207,16 @@ def main(argv=None):
     else:
         learning_rate = lr
     loss = "categorical_crossentropy" if args.label_smoothing else "sparse_categorical_crossentropy"
-    model.compile(optimizer=Adam(learning_rate=learning_rate), loss=loss, metrics=["accuracy"])
+    if args.weight_decay:
+        optimizer = AdamW(learning_rate=learning_rate, weight_decay=args.weight_decay)
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    else:
+        optimizer = Adam(learning_rate=learning_rate)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     threads = microcnn._core.get_num_threads()
     print(f"{args.arch}: {model.count_params():,} parameters; {epochs} epochs of {len(train)} steps, batch "
-          f"{batch_size}, Adam {args.schedule} peak lr {lr:g}, augmentation "
+          f"{batch_size}, {'AdamW (weight decay ' + format(args.weight_decay, 'g') + ')' if args.weight_decay else 'Adam'} "
+          f"{args.schedule} peak lr {lr:g}, augmentation "
           f"{'none' if shift is None else 'flips' + (f' + shifts {shift:g}' if shift else '')}, "
           f"label smoothing {args.label_smoothing:g}, {threads} thread(s), "
           f"kernels {microcnn._core.kernel_isa()}", flush=True)

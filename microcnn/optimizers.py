@@ -4,6 +4,9 @@
 0-based `iterations` count before each step (callbacks may change it between steps). Per-weight state
 (Adam's m and v, SGD's velocity) is keyed by the weight's stable name, so `get_state()` / `set_state()` can
 export it to a file and a resumed run continues exactly where it stopped.
+
+`weight_decay` is Keras 3's decoupled weight decay: before each update, every trainable weight not excluded
+with `exclude_from_weight_decay` is shrunk in place, `w -= w * weight_decay * lr` (AdamW's rule).
 """
 
 import numpy as np
@@ -19,11 +22,27 @@ class Optimizer:
     # otherwise it gets the gradient as an array.
     _takes_outer_gradients = False
 
-    def __init__(self, learning_rate, name=None):
+    def __init__(self, learning_rate, name=None, weight_decay=None):
         self.name = name or type(self).__name__
         self.learning_rate = learning_rate
+        self.weight_decay = None if weight_decay is None else number("weight_decay", weight_decay, 0.0)
+        self._exclude_names = ()
         self.iterations = 0
         self._slots = {}
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Keras's rule: weights whose name contains any of `var_names` (e.g. "bias", "gamma", "beta") are not
+        decayed. `var_list` (weight arrays) is not supported: weights here are named, not objects."""
+        if var_list:
+            raise ValueError("var_list: not supported; exclude weights by (part of) their name with var_names")
+        names = [var_names] if isinstance(var_names, str) else list(var_names or ())
+        for n in names:
+            if not isinstance(n, str) or not n:
+                raise ValueError(f"var_names: expected non-empty strings, got {n!r}")
+        self._exclude_names = tuple(self._exclude_names) + tuple(names)
+
+    def _decays(self, name):
+        return bool(self.weight_decay) and not any(part in name for part in self._exclude_names)
 
     # --- learning rate ---------------------------------------------------------------------------------
     @property
@@ -57,6 +76,8 @@ class Optimizer:
             slots = self._slots.get(name)
             if slots is None:
                 slots = self._slots[name] = {s: np.zeros_like(var) for s in self.slot_names}
+            if self._decays(name):
+                var -= var * np.float32(self.weight_decay * lr)
             if not (isinstance(grad, OuterGradient) and self._takes_outer_gradients):
                 grad = np.ascontiguousarray(grad, dtype=np.float32)
             self._update(var, grad, slots, lr)
@@ -112,7 +133,10 @@ class Optimizer:
         if callable(lr):
             lr = ({"class_name": type(lr).__name__, "config": lr.get_config()} if hasattr(lr, "get_config")
                   else self.current_learning_rate())
-        return {"name": self.name, "learning_rate": lr}
+        config = {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay}
+        if self._exclude_names:
+            config["exclude_from_weight_decay"] = list(self._exclude_names)
+        return config
 
     @classmethod
     def from_config(cls, config):
@@ -120,7 +144,11 @@ class Optimizer:
         lr = config.get("learning_rate")
         if isinstance(lr, dict):
             config["learning_rate"] = _deserialize_schedule(lr)
-        return cls(**config)
+        exclude = config.pop("exclude_from_weight_decay", None)
+        optimizer = cls(**config)
+        if exclude:
+            optimizer.exclude_from_weight_decay(var_names=exclude)
+        return optimizer
 
 
 def _deserialize_schedule(spec):
@@ -137,8 +165,8 @@ def _deserialize_schedule(spec):
 class SGD(Optimizer):
     """Keras SGD: v = momentum*v - lr*g; w += v (or, nesterov, w += momentum*v - lr*g)."""
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name=None, lr=None):
-        super().__init__(learning_rate if lr is None else lr, name)
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None, name=None, lr=None):
+        super().__init__(learning_rate if lr is None else lr, name, weight_decay)
         self.momentum = number("momentum", momentum, 0.0, 1.0)
         self.nesterov = boolean("nesterov", nesterov)
         self.slot_names = ("velocity",) if self.momentum > 0 else ()
@@ -155,9 +183,9 @@ class Adam(Optimizer):
 
     slot_names = ("m", "v")
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, name=None,
-                 lr=None):
-        super().__init__(learning_rate if lr is None else lr, name)
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
+                 weight_decay=None, name=None, lr=None):
+        super().__init__(learning_rate if lr is None else lr, name, weight_decay)
         self.beta_1 = number("beta_1", beta_1, 0.0, 1.0, high_open=True)
         self.beta_2 = number("beta_2", beta_2, 0.0, 1.0, high_open=True)
         self.epsilon = number("epsilon", epsilon, 0.0, low_open=True)
@@ -178,8 +206,18 @@ class Adam(Optimizer):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
-_BY_NAME = {"adam": Adam, "sgd": SGD}
-_BY_CLASS = {"Adam": Adam, "SGD": SGD}
+class AdamW(Adam):
+    """Keras AdamW: Adam with decoupled weight decay, 0.004 by default."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, name=None, lr=None):
+        if weight_decay is None:
+            raise ValueError("weight_decay: AdamW needs a number >= 0, got None")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay, name, lr)
+
+
+_BY_NAME = {"adam": Adam, "adamw": AdamW, "sgd": SGD}
+_BY_CLASS = {"Adam": Adam, "AdamW": AdamW, "SGD": SGD}
 
 
 def get(identifier):
@@ -189,7 +227,7 @@ def get(identifier):
         return _BY_NAME[identifier.lower()]()
     if isinstance(identifier, dict):
         return deserialize(identifier)
-    raise ValueError(f"optimizer: expected 'adam', 'sgd' or an Optimizer instance, got {identifier!r}")
+    raise ValueError(f"optimizer: expected 'adam', 'adamw', 'sgd' or an Optimizer instance, got {identifier!r}")
 
 
 def serialize(optimizer):
@@ -198,7 +236,7 @@ def serialize(optimizer):
 
 def deserialize(spec):
     if not isinstance(spec, dict) or spec.get("class_name") not in _BY_CLASS:
-        raise ValueError(f"optimizer: expected {{'class_name': 'Adam' or 'SGD', 'config': {{...}}}}, got {spec!r}")
+        raise ValueError(f"optimizer: expected {{'class_name': 'Adam', 'AdamW' or 'SGD', 'config': {{...}}}}, got {spec!r}")
     config = spec.get("config") or {}
     if not isinstance(config, dict):
         raise TypeError(f"optimizer: 'config' must be a dict, got {config!r}")

@@ -84,3 +84,28 @@ def small_network(input_shape, num_classes):
         Dropout(0.1),
         Dense(num_classes, activation="softmax"),
     ], name="small")
+
+
+@register_preset("small-flat", "Conv32-BN, pool, Dropout, 2x Conv64-BN, pool, Dropout, Conv128-BN, Flatten, "
+                               "Dropout, Dense (the strongest on Fashion-MNIST within 10 minutes)")
+def small_flat_network(input_shape, num_classes):
+    """`small` with a flattened head instead of global average pooling, one 128-filter conv instead of two, and
+    dropout after each pooling. About 30% fewer FLOPs than `small`; the head keeps where each feature is,
+    which helps on centred objects (Fashion-MNIST), but its parameter count grows with the image size."""
+    from .layers import Dense, Dropout, Flatten, Input, MaxPooling2D
+    from .model import Sequential
+
+    return Sequential([
+        Input(input_shape),
+        *_conv_bn_relu(32),
+        MaxPooling2D((2, 2)),
+        Dropout(0.1),
+        *_conv_bn_relu(64),
+        *_conv_bn_relu(64),
+        MaxPooling2D((2, 2)),
+        Dropout(0.2),
+        *_conv_bn_relu(128),
+        Flatten(),
+        Dropout(0.4),
+        Dense(num_classes, activation="softmax"),
+    ], name="small_flat")
