@@ -40,6 +40,9 @@ struct PixelCursor {
   }
 };
 
+// How far ahead (in pixels) the transposed pack prefetches its input rows.
+constexpr int64_t kPrefetchPixels = 32;
+
 // dst[t*kb*MR + i] = row[t*MR + i]: one pixel's im2col row into the k-major micro-panels (dst at its k).
 template <int MR>
 void scatter_row(float* dst, const float* row, int padded, int kb) {
@@ -117,8 +120,15 @@ void Im2colTransposedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb,
         w0 + g_.S <= g_.Ws) {
       // the whole window inside the input: each kernel row r is one contiguous run of S*C values
       const int64_t run = g_.S * C;
-      for (int64_t r = 0; r < g_.R; ++r, idx += static_cast<int>(run))
-        std::memcpy(row.data() + idx, g_.src + ((px.n * g_.Hs + h0 + r) * g_.Ws + w0) * C, sizeof(float) * run);
+      for (int64_t r = 0; r < g_.R; ++r, idx += static_cast<int>(run)) {
+        const float* src = g_.src + ((px.n * g_.Hs + h0 + r) * g_.Ws + w0) * C;
+#if defined(__GNUC__)
+        // The same input row a few pixels on: R interleaved streams that the hardware prefetchers follow late.
+        const float* ahead = src + kPrefetchPixels * g_.stride_w * C;
+        for (int64_t f = 0; f < g_.stride_w * C; f += 16) __builtin_prefetch(ahead + f);
+#endif
+        std::memcpy(row.data() + idx, src, sizeof(float) * run);
+      }
     } else if (i0 < taps) {
       int64_t r = (i0 / C) / g_.S, s = (i0 / C) % g_.S, c = i0 % C;
       for (int64_t m = i0; m < tap_end;) {
