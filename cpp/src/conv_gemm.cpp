@@ -121,11 +121,14 @@ void Im2colTransposedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb,
       // the whole window inside the input: each kernel row r is one contiguous run of S*C values
       const int64_t run = g_.S * C;
       for (int64_t r = 0; r < g_.R; ++r, idx += static_cast<int>(run)) {
-        const float* src = g_.src + ((px.n * g_.Hs + h0 + r) * g_.Ws + w0) * C;
+        const int64_t offset = ((px.n * g_.Hs + h0 + r) * g_.Ws + w0) * C;
+        const float* src = g_.src + offset;
 #if defined(__GNUC__)
         // The same input row a few pixels on: R interleaved streams that the hardware prefetchers follow late.
-        const float* ahead = src + kPrefetchPixels * g_.stride_w * C;
-        for (int64_t f = 0; f < g_.stride_w * C; f += 16) __builtin_prefetch(ahead + f);
+        // Only addresses inside the source are formed (a pointer past the end would be undefined behaviour).
+        const int64_t ahead = offset + kPrefetchPixels * g_.stride_w * C;
+        if (ahead + g_.stride_w * C <= g_.N * g_.Hs * g_.Ws * C)
+          for (int64_t f = 0; f < g_.stride_w * C; f += 16) __builtin_prefetch(g_.src + ahead + f);
 #endif
         std::memcpy(row.data() + idx, src, sizeof(float) * run);
       }
