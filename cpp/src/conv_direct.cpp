@@ -26,14 +26,6 @@ constexpr double kStreamMinBytes = 16 << 20;
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
-int max_threads() {
-#ifdef MICROCNN_OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
 // The same ISA as the GEMM micro-kernel (kernel_isa(): MICROCNN_ISA / set_kernel_isa apply to both).
 const Kernels& active_kernels() {
 #ifdef MICROCNN_X86
@@ -202,7 +194,7 @@ double multiply_adds(const ConvShape& s) {
 // Threads for a weight gradient, and the fixed number of row chunks (partials) that goes with it: the chunk
 // count depends on the thread count only, so a result is reproducible for a given thread count.
 int64_t gradient_chunks(const ConvShape& s, int64_t rows, int* threads) {
-  *threads = multiply_adds(s) >= kParallelMinWork ? max_threads() : 1;
+  *threads = multiply_adds(s) >= kParallelMinWork ? get_num_threads() : 1;
   return std::min<int64_t>(rows, int64_t{4} * *threads);
 }
 

@@ -375,14 +375,6 @@ void gemm_range(const Problem& p, int64_t i0, int64_t i1, int64_t j0, int64_t j1
   }
 }
 
-int max_threads() {
-#ifdef MICROCNN_OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
 #ifdef MICROCNN_OPENMP
 // Threads take MC-row blocks of A; the B block of each (NC, KC) step is packed once, cooperatively.
 void gemm_split_m(const Problem& p, int64_t M, int64_t N, int64_t K, int threads) {
@@ -467,7 +459,7 @@ void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, in
   // each A element): packing it would cost more memory traffic than it saves.
   const Problem p{ki, c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate, ki.in_place && M <= kInPlaceMaxRows,
                   ki.in_place && N <= kInPlaceMaxCols, epilogue.transpose_c};
-  const int threads = max_threads();
+  const int threads = get_num_threads();
   const double flops = 2.0 * M * N * K;
 #ifdef MICROCNN_OPENMP
   if (threads > 1 && flops >= 4e6) {
