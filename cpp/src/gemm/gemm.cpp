@@ -1,7 +1,6 @@
-// The GEMM driver: run-time ISA dispatch, packing of strided operands, cache blocking and the thread split.
+// The GEMM driver: cache blocking, in-place or packed operands, and the thread split (dispatch.cpp picks the
+// micro-kernel, pack.cpp packs plain matrices).
 #include <algorithm>
-#include <atomic>
-#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -16,147 +15,6 @@
 
 namespace microcnn {
 namespace gd = gemm_detail;
-
-// --- dispatch --------------------------------------------------------------------------------------------
-namespace {
-
-bool cpu_has(Isa isa) {
-#ifdef MICROCNN_X86
-  // __builtin_cpu_supports also checks that the OS saves the wide registers (XCR0).
-  if (isa == Isa::avx512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
-  if (isa == Isa::avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-  return isa == Isa::generic;
-}
-
-const gd::KernelInfo& info_for(Isa isa) {
-#ifdef MICROCNN_X86
-  if (isa == Isa::avx512) return gd::avx512_kernel();
-  if (isa == Isa::avx2) return gd::avx2_kernel();
-#endif
-  return gd::generic_kernel();
-}
-
-bool parse_isa(const std::string& name, Isa* out) {
-  if (name == "generic") *out = Isa::generic;
-  else if (name == "avx2" || name == "avx2/fma") *out = Isa::avx2;
-  else if (name == "avx512") *out = Isa::avx512;
-  else return false;
-  return true;
-}
-
-// The best ISA this CPU runs, lowered (never raised) by MICROCNN_ISA.
-const gd::KernelInfo* initial_kernel() {
-  Isa best = cpu_has(Isa::avx512) ? Isa::avx512 : cpu_has(Isa::avx2) ? Isa::avx2 : Isa::generic;
-  Isa wanted;
-  const char* env = std::getenv("MICROCNN_ISA");
-  if (env && parse_isa(env, &wanted) && static_cast<int>(wanted) < static_cast<int>(best)) best = wanted;
-  return &info_for(best);
-}
-
-std::atomic<const gd::KernelInfo*> g_kernel{initial_kernel()};
-
-}  // namespace
-
-const gd::KernelInfo& gd::active_kernel() { return *g_kernel.load(); }
-
-const char* kernel_isa_name() { return g_kernel.load()->name; }
-Isa kernel_isa() { return g_kernel.load()->isa; }
-
-std::vector<std::string> available_kernel_isas() {
-  std::vector<std::string> names;
-  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512})
-    if (cpu_has(isa)) names.push_back(info_for(isa).name);
-  return names;
-}
-
-bool set_kernel_isa(const std::string& name) {
-  Isa isa;
-  if (!parse_isa(name, &isa) || !cpu_has(isa)) return false;
-  g_kernel.store(&info_for(isa));
-  return true;
-}
-
-// --- packing of strided operands -------------------------------------------------------------------------
-namespace {
-// dst[k*MR + i] = src[k*stride + i] for i < MR, k < kb: a k-major micro-panel of a transposed operand.
-template <int MR>
-void pack_runs(float* dst, const float* src, int64_t stride, int kb) {
-  for (int k = 0; k < kb; ++k)
-    for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[k * stride + i];
-}
-}  // namespace
-
-void StridedA::pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const {
-  if (rows_) {  // row-major operand, row-major panels: one contiguous copy per row
-    const int padded = (mb + mr - 1) / mr * mr;
-    for (int i = 0; i < padded; ++i) {
-      float* d = dst + static_cast<int64_t>(i) * kPackedRowStride;
-      if (i < mb)
-        std::memcpy(d, d_ + (i0 + i) * rs_ + p0, sizeof(float) * kb);
-      else
-        std::fill(d, d + kb, 0.0f);
-    }
-    return;
-  }
-  for (int t = 0; t * mr < mb; ++t) {
-    float* d = dst + static_cast<int64_t>(t) * kb * mr;
-    const int64_t ib = i0 + static_cast<int64_t>(t) * mr;
-    const int rows = std::min(mr, mb - t * mr);
-    if (rs_ == 1 && rows == mr && (mr == 12 || mr == 6 || mr == 4)) {  // fixed-length copies (vectorised)
-      switch (mr) {
-        case 12: pack_runs<12>(d, d_ + p0 * cs_ + ib, cs_, kb); break;
-        case 6: pack_runs<6>(d, d_ + p0 * cs_ + ib, cs_, kb); break;
-        default: pack_runs<4>(d, d_ + p0 * cs_ + ib, cs_, kb); break;
-      }
-    } else if (rs_ == 1) {  // transposed operand: each k is a contiguous run of rows
-      for (int k = 0; k < kb; ++k) {
-        const float* src = d_ + (p0 + k) * cs_ + ib;
-        for (int i = 0; i < rows; ++i) d[k * mr + i] = src[i];
-        for (int i = rows; i < mr; ++i) d[k * mr + i] = 0.0f;
-      }
-    } else {
-      for (int i = 0; i < rows; ++i) {
-        const float* src = d_ + (ib + i) * rs_ + p0 * cs_;
-        for (int k = 0; k < kb; ++k) d[k * mr + i] = src[k * cs_];
-      }
-      for (int i = rows; i < mr; ++i)
-        for (int k = 0; k < kb; ++k) d[k * mr + i] = 0.0f;
-    }
-  }
-}
-
-void StridedB::pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const {
-  if (cs_ == 1 && nb % nr == 0) {  // row-major, whole panels: read B row by row, the order memory streams best
-    for (int k = 0; k < kb; ++k) {
-      const float* src = d_ + (p0 + k) * rs_ + j0;
-      for (int t = 0; t * nr < nb; ++t) {
-        float* d = dst + static_cast<int64_t>(t) * kb * nr + static_cast<int64_t>(k) * nr;
-        for (int j = 0; j < nr; ++j) d[j] = src[t * nr + j];
-      }
-    }
-    return;
-  }
-  for (int t = 0; t * nr < nb; ++t) {
-    float* d = dst + static_cast<int64_t>(t) * kb * nr;
-    const int64_t jb = j0 + static_cast<int64_t>(t) * nr;
-    const int cols = std::min(nr, nb - t * nr);
-    if (cs_ == 1) {  // row-major operand: each k is a contiguous run of columns
-      for (int k = 0; k < kb; ++k) {
-        const float* src = d_ + (p0 + k) * rs_ + jb;
-        for (int j = 0; j < cols; ++j) d[k * nr + j] = src[j];
-        for (int j = cols; j < nr; ++j) d[k * nr + j] = 0.0f;
-      }
-    } else {
-      for (int j = 0; j < cols; ++j) {
-        const float* src = d_ + (jb + j) * cs_ + p0 * rs_;
-        for (int k = 0; k < kb; ++k) d[k * nr + j] = src[k * rs_];
-      }
-      for (int j = cols; j < nr; ++j)
-        for (int k = 0; k < kb; ++k) d[k * nr + j] = 0.0f;
-    }
-  }
-}
 
 // --- driver ----------------------------------------------------------------------------------------------
 namespace {
@@ -454,7 +312,7 @@ void gemm_split_k(const Problem& p, int64_t M, int64_t N, int64_t K, int threads
 
 void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
           const GemmEpilogue& epilogue, bool accumulate) {
-  const gd::KernelInfo& ki = *g_kernel.load();
+  const gd::KernelInfo& ki = gd::active_kernel();
   // With few rows of A, each B element feeds at most a few micro-kernel calls (and with few columns of B,
   // each A element): packing it would cost more memory traffic than it saves.
   const Problem p{ki, c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate, ki.in_place && M <= kInPlaceMaxRows,
@@ -476,7 +334,7 @@ void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, in
 
 void gemm_serial(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
                  const GemmEpilogue& epilogue, bool accumulate) {
-  const gd::KernelInfo& ki = *g_kernel.load();
+  const gd::KernelInfo& ki = gd::active_kernel();
   const Problem p{ki, c, ldc, a, b, epilogue.bias, epilogue.relu, accumulate, ki.in_place && M <= kInPlaceMaxRows,
                   ki.in_place && N <= kInPlaceMaxCols, epilogue.transpose_c};
   gemm_range(p, 0, M, 0, N, 0, K);
