@@ -1,6 +1,7 @@
 // Bindings: convolution and max pooling.
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <vector>
 
 #include "common.hpp"
@@ -15,21 +16,31 @@ namespace {
 using ConvForwardFn = void (*)(float*, const float*, const float*, const float*, const ConvShape&, bool);
 using ConvBackwardFn = void (*)(float*, float*, float*, const float*, const float*, const float*, const ConvShape&);
 
+// The checked inputs of a forward convolution: x (N,H,W,C), w (R,S,C,K), optional b (K), and their geometry.
+struct ConvForwardArgs {
+  py::array_t<float> x, w;
+  std::optional<py::array_t<float>> b;
+  ConvShape s;
+  ConvForwardArgs(const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj, long long stride_h,
+                  long long stride_w, const std::string& padding)
+      : x(f32(x_obj, "x", 4)), w(f32(w_obj, "w", 4)), b(optional_f32(b_obj, "b", 1)) {
+    expect_nonempty(x, "x");
+    expect_nonempty(w, "w");
+    expect_dim(w, "w", 2, x.shape(3), "in-channels C = x.shape[3]");
+    if (b) expect_dim(*b, "b", 0, w.shape(3), "out-channels K = w.shape[3]");
+    s = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(3), w.shape(0), w.shape(1), stride_h,
+                      stride_w, padding, "w", "w");
+  }
+};
+
 py::array_t<float> conv_forward(ConvForwardFn kernel, const py::handle& x_obj, const py::handle& w_obj,
                                 const py::handle& b_obj, long long stride_h, long long stride_w,
                                 const std::string& padding, bool relu) {
-  auto x = f32(x_obj, "x", 4);
-  auto w = f32(w_obj, "w", 4);
-  auto b = optional_f32(b_obj, "b", 1);
-  expect_nonempty(x, "x");
-  expect_nonempty(w, "w");
-  expect_dim(w, "w", 2, x.shape(3), "in-channels C = x.shape[3]");
-  if (b) expect_dim(*b, "b", 0, w.shape(3), "out-channels K = w.shape[3]");
-  const ConvShape s = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(3), w.shape(0),
-                                    w.shape(1), stride_h, stride_w, padding, "w", "w");
+  const ConvForwardArgs a(x_obj, w_obj, b_obj, stride_h, stride_w, padding);
+  const ConvShape& s = a.s;
   auto y = empty_f32({s.N, s.P, s.Q, s.K});
   float* yp = y.mutable_data();
-  const float *xp = x.data(), *wp = w.data(), *bp = data_or_null(b);
+  const float *xp = a.x.data(), *wp = a.w.data(), *bp = data_or_null(a.b);
   {
     py::gil_scoped_release release;
     kernel(yp, xp, wp, bp, s, relu);
@@ -165,21 +176,14 @@ void expect_poolable(const ConvShape& s) {
 
 py::tuple conv_relu_maxpool_forward(const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj,
                                     long long stride_h, long long stride_w, const std::string& padding) {
-  auto x = f32(x_obj, "x", 4);
-  auto w = f32(w_obj, "w", 4);
-  auto b = optional_f32(b_obj, "b", 1);
-  expect_nonempty(x, "x");
-  expect_nonempty(w, "w");
-  expect_dim(w, "w", 2, x.shape(3), "in-channels C = x.shape[3]");
-  if (b) expect_dim(*b, "b", 0, w.shape(3), "out-channels K = w.shape[3]");
-  const ConvShape s = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(3), w.shape(0),
-                                    w.shape(1), stride_h, stride_w, padding, "w", "w");
+  const ConvForwardArgs a(x_obj, w_obj, b_obj, stride_h, stride_w, padding);
+  const ConvShape& s = a.s;
   expect_poolable(s);
   auto y = empty_f32({s.N, s.P / 2, s.Q / 2, s.K});
   py::array_t<int32_t> argmax(std::vector<py::ssize_t>{s.N, s.P / 2, s.Q / 2, s.K});
   float* yp = y.mutable_data();
   int32_t* ap = argmax.mutable_data();
-  const float *xp = x.data(), *wp = w.data(), *bp = data_or_null(b);
+  const float *xp = a.x.data(), *wp = a.w.data(), *bp = data_or_null(a.b);
   {
     py::gil_scoped_release release;
     conv2d_relu_maxpool_forward(yp, ap, xp, wp, bp, s);

@@ -8,6 +8,17 @@ namespace microcnn::bind {
 
 namespace {
 
+// Adam's scalar arguments, shared by adam_update and dense_adam_update.
+void check_adam_hyperparameters(double learning_rate, double beta_1, double beta_2, double epsilon,
+                                long long step) {
+  expect_finite(learning_rate, "learning_rate");
+  expect_in_range(beta_1, "beta_1", 0.0, 1.0, false);
+  expect_in_range(beta_2, "beta_2", 0.0, 1.0, false);
+  expect_finite(epsilon, "epsilon");
+  if (epsilon < 0.0) value_error("epsilon: expected a value >= 0, got " + num_str(epsilon));
+  if (step < 1) value_error("step: expected an integer >= 1, got " + std::to_string(step));
+}
+
 void sgd(const py::handle& param_obj, const py::handle& grad_obj, const py::handle& velocity_obj,
          double learning_rate, double momentum, bool nesterov) {
   auto param = f32(param_obj, "param", -1, true);
@@ -40,12 +51,7 @@ void adam(const py::handle& param_obj, const py::handle& grad_obj, const py::han
   expect_shape(grad, "grad", shape, "param.shape");
   expect_shape(m, "m", shape, "param.shape");
   expect_shape(v, "v", shape, "param.shape");
-  expect_finite(learning_rate, "learning_rate");
-  expect_in_range(beta_1, "beta_1", 0.0, 1.0, false);
-  expect_in_range(beta_2, "beta_2", 0.0, 1.0, false);
-  expect_finite(epsilon, "epsilon");
-  if (epsilon < 0.0) value_error("epsilon: expected a value >= 0, got " + num_str(epsilon));
-  if (step < 1) value_error("step: expected an integer >= 1, got " + std::to_string(step));
+  check_adam_hyperparameters(learning_rate, beta_1, beta_2, epsilon, step);
   float *pp = param.mutable_data(), *mp = m.mutable_data(), *vp = v.mutable_data();
   const float* gp = grad.data();
   const int64_t n = param.size();
@@ -69,12 +75,7 @@ void dense_adam(const py::handle& param_obj, const py::handle& x_obj, const py::
   const auto shape = shape_of(param);
   expect_shape(m, "m", shape, "param.shape");
   expect_shape(v, "v", shape, "param.shape");
-  expect_finite(learning_rate, "learning_rate");
-  expect_in_range(beta_1, "beta_1", 0.0, 1.0, false);
-  expect_in_range(beta_2, "beta_2", 0.0, 1.0, false);
-  expect_finite(epsilon, "epsilon");
-  if (epsilon < 0.0) value_error("epsilon: expected a value >= 0, got " + num_str(epsilon));
-  if (step < 1) value_error("step: expected an integer >= 1, got " + std::to_string(step));
+  check_adam_hyperparameters(learning_rate, beta_1, beta_2, epsilon, step);
   float *pp = param.mutable_data(), *mp = m.mutable_data(), *vp = v.mutable_data();
   const float *xp = x.data(), *dyp = dy.data();
   py::gil_scoped_release release;
