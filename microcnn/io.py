@@ -5,6 +5,7 @@
                                      user's metadata (class names, preprocessing, ...), the save id, file list
     <dirpath>/weights.safetensors    every weight, named like "layers.0.conv2d.kernel", Keras layouts
     <dirpath>/optimizer.safetensors  optimizer state + iterations, for resuming (include_optimizer=True)
+    <dirpath>/ood.safetensors        the open-set detector's tensors when it has one (settings: config "ood")
 
 Nothing is pickled or evaluated: JSON and safetensors only, and loading validates every field, tensor name,
 dtype and shape, raising ValueError (bad content) or OSError (missing/unreadable) naming the file.
@@ -36,6 +37,7 @@ import numpy as np
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
 OPTIMIZER = "optimizer.safetensors"
+OOD = "ood.safetensors"  # microcnn/ood.py's detector; config.json's "ood" entry holds its settings
 PENDING = ".microcnn-pending"
 STAGING_PREFIX = ".microcnn-staging-"
 LAYER_STATE = "layer_state."  # prefix of the layers' training state (dropout counters) in the optimizer file
@@ -97,16 +99,17 @@ def _roll_forward(dirpath):
     pending = os.path.join(dirpath, PENDING)
     if not os.path.isdir(pending):
         return
-    for name in (WEIGHTS, OPTIMIZER, CONFIG):
+    for name in (WEIGHTS, OPTIMIZER, OOD, CONFIG):
         source = os.path.join(pending, name)
         if os.path.exists(source):
             os.replace(source, os.path.join(dirpath, name))
     _fsync_dir(dirpath)
     with open(os.path.join(dirpath, CONFIG), "rb") as f:
         files = json.loads(f.read()).get("files", [])
-    stale = os.path.join(dirpath, OPTIMIZER)
-    if OPTIMIZER not in files and os.path.exists(stale):
-        os.remove(stale)
+    for optional in (OPTIMIZER, OOD):
+        stale = os.path.join(dirpath, optional)
+        if optional not in files and os.path.exists(stale):
+            os.remove(stale)
     os.rmdir(pending)
     _fsync_dir(dirpath)
 
@@ -142,6 +145,9 @@ def save_model(model, dirpath, metadata=None, include_optimizer=True, overwrite=
         optimizer_state["iterations"] = optimizer_state["iterations"].reshape(1)
         optimizer_state.update({LAYER_STATE + k: v for k, v in model.training_state().items()})
         files.append(OPTIMIZER)
+    detector = getattr(model, "ood", None)
+    if detector is not None:
+        files.append(OOD)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -152,6 +158,8 @@ def save_model(model, dirpath, metadata=None, include_optimizer=True, overwrite=
         "compile": model.get_compile_config(),
         "metadata": metadata,
     }
+    if detector is not None:
+        config["ood"] = detector.get_config()
     config_bytes = json.dumps(config, indent=2, allow_nan=False).encode("utf-8")
 
     staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=dirpath)
@@ -159,6 +167,8 @@ def save_model(model, dirpath, metadata=None, include_optimizer=True, overwrite=
         _write_file(os.path.join(staging, WEIGHTS), _safetensors_bytes(model.named_weights(), save_id, "weights"))
         if optimizer_state is not None:
             _write_file(os.path.join(staging, OPTIMIZER), _safetensors_bytes(optimizer_state, save_id, "optimizer"))
+        if detector is not None:
+            _write_file(os.path.join(staging, OOD), _safetensors_bytes(detector.get_tensors(), save_id, "ood"))
         _write_file(os.path.join(staging, CONFIG), config_bytes)
         _fsync_dir(staging)
         os.rename(staging, os.path.join(dirpath, PENDING))  # the commit point
@@ -219,7 +229,7 @@ def _resolve(dirpath):
     """Where each file of the current model is: in the committed-but-unfinished save, else in dirpath."""
     pending = os.path.join(dirpath, PENDING)
     paths = {}
-    for name in (CONFIG, WEIGHTS, OPTIMIZER):
+    for name in (CONFIG, WEIGHTS, OPTIMIZER, OOD):
         candidate = os.path.join(pending, name)
         paths[name] = candidate if os.path.isfile(candidate) else os.path.join(dirpath, name)
     return paths
@@ -254,8 +264,10 @@ def _read_config(path):
     if not isinstance(config.get("save_id"), str) or not config["save_id"]:
         _fail(path, "missing save_id")
     files = config.get("files")
-    if not isinstance(files, list) or WEIGHTS not in files or not set(files) <= {WEIGHTS, OPTIMIZER}:
-        _fail(path, f"'files' must list {WEIGHTS!r} (and optionally {OPTIMIZER!r}), got {files!r}")
+    if not isinstance(files, list) or WEIGHTS not in files or not set(files) <= {WEIGHTS, OPTIMIZER, OOD}:
+        _fail(path, f"'files' must list {WEIGHTS!r} (and optionally {OPTIMIZER!r}, {OOD!r}), got {files!r}")
+    if (config.get("ood") is not None) != (OOD in files):
+        _fail(path, f"'ood' and the listing of {OOD!r} in 'files' must come together")
     model = config.get("model")
     if not isinstance(model, dict) or model.get("class_name") != "Sequential" \
             or not isinstance(model.get("config"), dict):
@@ -339,6 +351,21 @@ def _check_tensors(path, tensors, expected, what="the model in config.json"):
             _fail(path, f"tensor {name!r} has shape {tuple(value.shape)}, but {what} needs {tuple(shape)}")
 
 
+def _load_detector(paths, config, save_id):
+    from .ood import OODDetector
+
+    try:
+        detector = OODDetector.from_config(config["ood"])
+    except ValueError as exc:
+        _fail(paths[CONFIG], str(exc))
+    try:
+        return detector.set_tensors(_read_safetensors(paths[OOD], save_id, "ood"))
+    except ValueError as exc:
+        if str(exc).startswith(paths[OOD]):
+            raise
+        _fail(paths[OOD], str(exc))
+
+
 def load_model(dirpath, compile=True):
     """Rebuild a model saved with `model.save(dirpath)`: architecture, weights, `model.metadata`, and (with
     compile=True) the compiled optimizer, loss and metrics with the optimizer state for resuming."""
@@ -360,6 +387,8 @@ def load_model(dirpath, compile=True):
     for name, value in live.items():
         np.copyto(value, weights[name])
     model.metadata = config.get("metadata", {})
+    if config.get("ood") is not None:
+        model.ood = _load_detector(paths, config, save_id)
 
     compile_config = config.get("compile")
     if compile and compile_config is not None:

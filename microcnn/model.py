@@ -6,12 +6,13 @@ import numpy as np
 from . import layers as _layers
 from . import losses as _losses
 from . import optimizers as _optimizers
+from ._open_set import OpenSetMixin
 from ._validation import shape as _shape
 from .layers.base import Layer, format_shape, unique_name
 from .training import TrainingMixin
 
 
-class Sequential(TrainingMixin):
+class Sequential(TrainingMixin, OpenSetMixin):
     def __init__(self, layers=None, name=None):
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"name: expected a non-empty string, got {name!r}")

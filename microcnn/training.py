@@ -83,9 +83,12 @@ class TrainingMixin:
         """Skip the final softmax and let the loss kernel work on logits (exact and cheaper)."""
         return not self.loss.from_logits and self._layers[-1].ends_in_softmax and len(self.output_shape) == 2
 
-    def _forward(self, x, training, logits=False):
+    def _forward(self, x, training, logits=False, features=None):
+        """`features`: (layer index, list) -- the list receives that layer's input (penultimate features)."""
         layers, last, i = self._layers, len(self._layers) - 1, 0
         while i <= last:
+            if features is not None and i == features[0]:
+                features[1].append(x)
             if i < last and fusable(layers[i], layers[i + 1]):
                 x = layers[i].forward(x, training, pool=layers[i + 1])
                 i += 2
@@ -243,6 +246,7 @@ class TrainingMixin:
             steps_per_epoch=None, validation_steps=None, validation_batch_size=None):
         """Train; returns a History whose .history holds per-epoch loss, metrics, val_* and lr."""
         self._require_compiled("fit")
+        self.ood = None  # a detector fitted on the old weights would no longer match: fit_ood again after
         batch_size = _batch_size(batch_size)
         epochs = int(positive_int("epochs", epochs))
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or not 0 <= initial_epoch:
