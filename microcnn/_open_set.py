@@ -6,6 +6,8 @@ import numpy as np
 from . import ood as _ood
 from ._batches import make_source
 
+SCORE_CHUNK = 1 << 18  # features (rows x width) scored per call: 1024 rows of 256
+
 
 class OpenSetMixin:
     ood = None  # an ood.OODDetector once fit_ood ran (or the model file had one)
@@ -31,12 +33,13 @@ class OpenSetMixin:
 
     def _predict_batches(self, x, batch_size, argument="x"):
         """Yields (outputs, features, labels or None) per batch, in inference mode, one forward pass each."""
-        index = self._feature_layer()
+        dense = self._layers[self._feature_layer()]
         source = make_source(x, None, None, 32 if batch_size is None else int(batch_size), argument)
         for xb, yb, _ in source.batches(None):
-            captured = []
-            outputs = self._forward(self._prepare_x(xb, argument), training=False, features=(index, captured))
-            yield outputs, captured[0], yb
+            plan = self._current_plan()
+            split = plan.index(dense)  # the steps before the final Dense give the features, the rest the outputs
+            features = plan.forward(self._prepare_x(xb, argument), training=False, stop=split)
+            yield plan.forward(features, training=False, start=split), features, yb
 
     def predict_with_features(self, x, batch_size=32):
         """(outputs, penultimate features) for every sample of x, from one forward pass per batch."""
@@ -81,11 +84,29 @@ class OpenSetMixin:
         self.ood = detector
         return detector
 
+    def _scored_batches(self, detector, x, batch_size, argument="x"):
+        """Yields ([outputs of each batch], scores of their rows), scoring a few batches at a time: per-batch
+        calls cost more than the scoring itself on small images."""
+        pending, features = [], []
+        for out, feat, _ in self._predict_batches(x, batch_size, argument):
+            pending.append(out)
+            features.append(feat)
+            if sum(len(f) for f in features) * feat.shape[1] >= SCORE_CHUNK:
+                yield pending, self._score_rows(detector, features)
+                pending, features = [], []
+        if pending:
+            yield pending, self._score_rows(detector, features)
+
+    def _score_rows(self, detector, features):
+        features = np.concatenate(features)
+        return detector.score(features, self._logits(features))
+
     def _scores_with(self, detector, x, batch_size, argument="x"):
         if isinstance(x, (tuple, list)) and len(x) in (2, 3) and isinstance(x[0], np.ndarray):
             x = x[0]  # (x_val, y_val): labels are not needed to score
-        scores = [detector.score(feat, self._logits(feat)) for _, feat, _ in
-                  self._predict_batches(x, batch_size, argument)]
+        scores = [s for _, s in self._scored_batches(detector, x, batch_size, argument)]
+        if not scores:
+            raise ValueError(f"{argument}: yielded no batches to score")
         return np.concatenate(scores)
 
     def _require_ood(self, what):
@@ -104,9 +125,11 @@ class OpenSetMixin:
         self._require_ood("predict_ood")
         threshold = self.ood.threshold if accept is None else self.ood.threshold_for(accept)
         outputs, scores = [], []
-        for out, feat, _ in self._predict_batches(x, batch_size):
-            outputs.append(out)
-            scores.append(self.ood.score(feat, self._logits(feat)))
+        for batch_outputs, batch_scores in self._scored_batches(self.ood, x, batch_size):
+            outputs.extend(batch_outputs)
+            scores.append(batch_scores)
+        if not outputs:
+            raise ValueError("x: yielded no batches to predict")
         scores = np.concatenate(scores)
         return np.concatenate(outputs), scores, scores >= threshold
 
