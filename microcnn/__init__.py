@@ -15,7 +15,7 @@ except ImportError as _exc:
         "microcnn's compiled kernels (microcnn._core) are not installed: run `pip install .` in the repository "
         "folder, then use microcnn from anywhere (inside the repository folder Python finds the uncompiled "
         f"sources first unless the install is editable) [{_exc}]") from None
-from . import callbacks, initializers, layers, losses, optimizers
+from . import callbacks, class_weights, initializers, layers, losses, optimizers, schedules
 from ._seeding import set_seed
 from ._version import __version__
 from .augment import ImageAugmenter
@@ -23,7 +23,7 @@ from .data import BatchIterator, FolderDataset, preprocess_for_prediction
 from .model import Sequential, load_model
 from .presets import available_presets, build_model
 
-__all__ = ["Sequential", "__version__", "callbacks", "initializers", "layers", "load_model", "losses",
-           "optimizers", "set_seed"]
+__all__ = ["Sequential", "__version__", "callbacks", "class_weights", "initializers", "layers", "load_model",
+           "losses", "optimizers", "schedules", "set_seed"]
 __all__ += ["BatchIterator", "FolderDataset", "ImageAugmenter", "available_presets", "build_model",
             "preprocess_for_prediction"]

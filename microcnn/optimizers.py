@@ -212,14 +212,5 @@ class AdamW(Adam):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay, name, lr)
 
 
-def get(identifier):
-    """An Optimizer from "adam" / "adamw" / "sgd", a {"class_name", "config"} dict or an instance."""
-    return OPTIMIZERS.get(identifier)
-
-
-def serialize(optimizer):
-    return OPTIMIZERS.serialize(optimizer)
-
-
-def deserialize(spec):
-    return OPTIMIZERS.deserialize(spec)
+# An Optimizer from "adam" / "adamw" / "sgd", a {"class_name", "config"} dict or an instance; and back.
+get, serialize, deserialize = OPTIMIZERS.get, OPTIMIZERS.serialize, OPTIMIZERS.deserialize

@@ -50,19 +50,6 @@ def register(cls):
     return LAYERS.register()(cls)
 
 
-def get_layer_class(class_name):
-    return LAYERS.class_for(class_name)
-
-
-def serialize(layer):
-    return LAYERS.serialize(layer)
-
-
-def deserialize(spec):
-    """A layer from {"class_name": ..., "config": {...}}; ValueError on unknown types or bad configs."""
-    return LAYERS.deserialize(spec)
-
-
 def to_snake_case(name):
     """Keras's layer-name rule: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, ReLU -> re_lu."""
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
@@ -251,3 +238,5 @@ class Layer:
 
 
 LAYERS = Registry("layer", Layer)
+# {"class_name", "config"} <-> layer; deserialize raises ValueError on unknown types or bad configs.
+get_layer_class, serialize, deserialize = LAYERS.class_for, LAYERS.serialize, LAYERS.deserialize
