@@ -1,8 +1,9 @@
 """microcnn-train DATASET: train a classifier on a folder of labelled images.
 
 Writes to --out (default model/): the model of the epoch with the best validation accuracy (config.json,
-weights.safetensors, with class names and preprocessing in its metadata), history.csv, confusion.csv and,
-with matplotlib, curves.png and confusion.png. Ctrl-C saves a resumable checkpoint in OUT/checkpoint/.
+weights.safetensors, with class names and preprocessing in its metadata; ood.safetensors, the detector of
+unknown images, calibrated on the validation images), history.csv, confusion.csv and, with matplotlib,
+curves.png and confusion.png. Ctrl-C saves a resumable checkpoint in OUT/checkpoint/.
 """
 
 import shutil
