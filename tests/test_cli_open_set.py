@@ -8,7 +8,7 @@ from PIL import Image
 from test_cli import make_dataset, read_csv, train_args
 
 import microcnn
-from microcnn.cli import _training
+from microcnn.cli import _report, _training
 from microcnn.cli.predict import main as predict_main
 from microcnn.cli.train import main as train_main
 
@@ -18,7 +18,9 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("open_set")
     dataset = make_dataset(root / "data", train=10, validation=10)
     out = root / "model"
-    assert train_main(train_args(dataset, out, epochs=8)) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_report, "save_plots", lambda *args: [])  # plots are tested elsewhere and take seconds
+        assert train_main(train_args(dataset, out, epochs=8)) == 0
     noise = root / "noise.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(noise)
     return dataset, out, noise
@@ -110,8 +112,9 @@ def test_resume_after_ctrl_c_still_fits_the_detector(tmp_path, monkeypatch, caps
             raise KeyboardInterrupt
         return original(self, index, logs)
 
+    monkeypatch.setattr(_report, "save_plots", lambda *args: [])  # plots are tested elsewhere and take seconds
     monkeypatch.setattr(_training.Tracker, "on_epoch_begin", interrupt)
-    assert train_main(train_args(dataset, out, "--accept", "0.9", "--ood-method", "knn", epochs=4)) == 130
+    assert train_main(train_args(dataset, out, "--accept", "0.9", "--ood-method", "knn", epochs=3)) == 130
     monkeypatch.setattr(_training.Tracker, "on_epoch_begin", original)
     assert train_main([str(dataset), "--out", str(out), "--resume"]) == 0
     assert "Open-set detector: knn, accepting 90%" in capsys.readouterr().out
