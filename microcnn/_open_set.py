@@ -67,7 +67,9 @@ class OpenSetMixin:
         _ood.check_accept(accept)
         detector = _ood.OODDetector(method, **options)
         feats, logits, labels = [], [], []
-        source = x if y is None or not isinstance(x, np.ndarray) else _Labelled(x, y, batch_size)
+        if y is not None and not isinstance(x, np.ndarray):
+            raise ValueError("y: must be None when x is an iterable of batches (the batches carry the labels)")
+        source = x if y is None else _Labelled(x, y, batch_size)
         for out, feat, yb in self._predict_batches(source, batch_size):
             feats.append(np.array(feat, np.float32))
             logits.append(self._logits(feat))
