@@ -15,6 +15,7 @@ from ._seeding import set_seed
 from .augment import ImageAugmenter
 from .data import BatchIterator, FolderDataset, preprocess_for_prediction
 from .io import load_model
+from .keras_import import load_keras_model
 from .model import Sequential
 from .presets import available_presets, build_model
 
@@ -23,7 +24,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = getattr(_core, "__version__", "0+unknown")
 
-__all__ = ["Sequential", "__version__", "callbacks", "initializers", "layers", "load_model", "losses",
-           "optimizers", "set_seed"]
+__all__ = ["Sequential", "__version__", "callbacks", "initializers", "layers", "load_keras_model", "load_model",
+           "losses", "optimizers", "set_seed"]
 __all__ += ["BatchIterator", "FolderDataset", "ImageAugmenter", "available_presets", "build_model",
             "preprocess_for_prediction"]

@@ -246,5 +246,14 @@ class Sequential(TrainingMixin):
 
         io.save_model(self, filepath, metadata=metadata, include_optimizer=include_optimizer, overwrite=overwrite)
 
+    def export(self, filepath, format="onnx", **options):
+        """Keras 3's spelling: `model.export("m.onnx", format="onnx")` writes an ONNX file (needs the onnx
+        package); options: opset, batch, input_layout, fold_batchnorm, ood (see microcnn/onnx_export.py)."""
+        if format != "onnx":
+            raise ValueError(f"format: expected 'onnx', got {format!r}")
+        from .onnx_export import export_model
+
+        return export_model(self, filepath, **options)
+
     def __repr__(self):
         return f"<Sequential name={self.name!r} layers={len(self._layers)}>"

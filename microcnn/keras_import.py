@@ -1,0 +1,350 @@
+"""Keras model files -> a microcnn Sequential, read with h5py and json (no TensorFlow, no Keras).
+
+    Keras 2 (tf.keras / tf_keras)   model.save("x.h5")          HDF5: model_config + model_weights
+                                    model.save_weights("x.h5")  HDF5: weights only (layer_names order)
+    Keras 3                         model.save("x.keras")       zip: config.json + model.weights.h5
+                                    model.save_weights("x.weights.h5")   weights only
+                                    model.save("x.h5")          legacy HDF5, as Keras 2's
+    an architecture alone           model.to_json() written to a .json file
+
+A Sequential, or a Functional model whose layers form one chain, of the layers microcnn has (InputLayer,
+Conv2D, MaxPooling2D, BatchNormalization, GlobalAveragePooling2D, Flatten, Dense, Dropout, Activation, ReLU,
+Softmax; activations relu/softmax/linear) becomes the same microcnn model: the weight layouts are Keras's.
+Anything else is a KerasImportError naming the layer. Optimizer state in the files is ignored.
+
+Weights are matched as Keras matches them: a Keras 2 HDF5 file by the order of the layers that have weights,
+a Keras 3 weights file by the class-derived path Keras 3 writes (layers/conv2d, layers/conv2d_1, ...).
+"""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from .layers.base import to_snake_case
+
+ACTIVATIONS = ("relu", "softmax", "linear")
+# Keras class names that microcnn has under the same name (aliases map to the canonical one).
+LAYER_TYPES = {"Conv2D": "Conv2D", "Convolution2D": "Conv2D", "MaxPooling2D": "MaxPooling2D",
+               "MaxPool2D": "MaxPooling2D", "BatchNormalization": "BatchNormalization",
+               "GlobalAveragePooling2D": "GlobalAveragePooling2D", "GlobalAvgPool2D": "GlobalAveragePooling2D",
+               "Flatten": "Flatten", "Dense": "Dense", "Dropout": "Dropout", "Activation": "Activation",
+               "ReLU": "ReLU", "Softmax": "Softmax"}
+
+
+class KerasImportError(ValueError):
+    """A Keras file microcnn cannot read or represent; the message names the file and the layer."""
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("reading Keras files needs h5py: pip install 'microcnn[keras]'") from None
+    return h5py
+
+
+def _text(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return str(value)
+
+
+def _names(attribute):
+    return [_text(v) for v in attribute]
+
+
+# --- architecture ----------------------------------------------------------------------------------------
+def _fail(path, message):
+    raise KerasImportError(f"{path}: {message}")
+
+
+def _activation(path, name, kind, value):
+    if isinstance(value, dict):  # Keras 3 may serialise an activation as an object
+        value = value.get("config", {}).get("name", value.get("class_name"))
+    value = "linear" if value is None else str(value).lower()
+    if value not in ACTIVATIONS:
+        _fail(path, f"layer {name!r} ({kind}): activation {value!r} is not supported (microcnn has "
+                    f"{', '.join(ACTIVATIONS)})")
+    return value
+
+
+def _require(path, name, kind, config, key, allowed, default):
+    value = config.get(key, default)
+    value = list(value) if isinstance(value, (list, tuple)) else value
+    if value not in allowed:
+        _fail(path, f"layer {name!r} ({kind}): {key}={value!r} is not supported (microcnn needs "
+                    f"{' or '.join(map(repr, allowed))})")
+
+
+def _layer_spec(path, spec, rank):
+    """A Keras layer spec -> a microcnn one ({"class_name", "config"})."""
+    kind = spec.get("class_name")
+    config = spec.get("config", {})
+    name = str(config.get("name", to_snake_case(kind or "layer"))).replace("/", "_")
+    if kind not in LAYER_TYPES:
+        _fail(path, f"layer {name!r} ({kind}) is not supported: microcnn has "
+                    f"{', '.join(sorted(set(LAYER_TYPES.values())))}")
+    kind = LAYER_TYPES[kind]
+    common = {"name": name, "trainable": bool(config.get("trainable", True))}
+    if kind in ("Conv2D", "MaxPooling2D", "Flatten", "GlobalAveragePooling2D"):
+        _require(path, name, kind, config, "data_format", (None, "channels_last"), None)
+    if kind == "Conv2D":
+        _require(path, name, kind, config, "dilation_rate", ([1, 1], 1), [1, 1])
+        _require(path, name, kind, config, "groups", (1,), 1)
+        _require(path, name, kind, config, "padding", ("valid", "same"), "valid")
+        out = {"filters": config["filters"], "kernel_size": config["kernel_size"], "strides": config["strides"],
+               "padding": config["padding"], "use_bias": config.get("use_bias", True),
+               "activation": _activation(path, name, kind, config.get("activation"))}
+    elif kind == "MaxPooling2D":
+        _require(path, name, kind, config, "padding", ("valid", "same"), "valid")
+        out = {"pool_size": config.get("pool_size", [2, 2]), "strides": config.get("strides"),
+               "padding": config.get("padding", "valid")}
+    elif kind == "Dense":
+        out = {"units": config["units"], "use_bias": config.get("use_bias", True),
+               "activation": _activation(path, name, kind, config.get("activation"))}
+    elif kind == "BatchNormalization":
+        axis = config.get("axis", -1)
+        axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+        if axis not in (-1, rank - 1):
+            _fail(path, f"layer {name!r} ({kind}): axis={config.get('axis')!r} is not supported (microcnn "
+                        f"normalises the last axis)")
+        out = {"momentum": config.get("momentum", 0.99), "epsilon": config.get("epsilon", 1e-3),
+               "center": config.get("center", True), "scale": config.get("scale", True)}
+    elif kind == "GlobalAveragePooling2D":
+        out = {"keepdims": bool(config.get("keepdims", False))}
+    elif kind == "Dropout":
+        out = {"rate": config["rate"]}  # noise_shape only matters in training; imported models predict
+    elif kind == "Activation":
+        out = {"activation": _activation(path, name, kind, config.get("activation"))}
+    elif kind == "ReLU":
+        for key in ("max_value", "negative_slope", "threshold"):
+            value = config.get(key)
+            if value not in (None, 0, 0.0):
+                _fail(path, f"layer {name!r} (ReLU): {key}={value!r} is not supported (only plain max(x, 0))")
+        out = {}
+    elif kind == "Softmax":
+        axis = config.get("axis", -1)
+        if axis not in (-1, [-1], rank - 1, [rank - 1]):
+            _fail(path, f"layer {name!r} (Softmax): axis={axis!r} is not supported (only the last axis)")
+        out = {}
+    else:  # Flatten
+        out = {}
+    return {"class_name": kind, "config": {**common, **out}}
+
+
+def _input_shape(config):
+    for key in ("batch_shape", "batch_input_shape"):
+        if config.get(key) is not None:
+            return tuple(config[key][1:])
+    return None
+
+
+def _chain(path, model_config):
+    """The layer list of a Functional model whose layers form one chain, in order."""
+    layers = model_config.get("layers", [])
+    previous = None
+    for spec in layers:
+        inbound = []
+        for node in spec.get("inbound_nodes") or []:
+            if isinstance(node, dict):  # Keras 3: {"args": [keras tensor], "kwargs": {}}
+                for arg in node.get("args", []):
+                    history = arg.get("config", {}).get("keras_history") if isinstance(arg, dict) else None
+                    if history:
+                        inbound.append(history[0])
+            else:  # Keras 2: [[layer_name, node_index, tensor_index, kwargs], ...]
+                inbound.extend(item[0] for item in node)
+        name = spec.get("config", {}).get("name", spec.get("name"))
+        if previous is not None and inbound != [previous]:
+            _fail(path, f"layer {name!r} takes {inbound or 'no input'}, not the layer before it ({previous!r}): "
+                        f"microcnn models are one chain of layers (Sequential)")
+        previous = name
+    return layers
+
+
+def model_from_config(path, keras_config, input_shape=None):
+    """A built microcnn Sequential (zero weights) for a Keras model config ({"class_name", "config"}).
+    input_shape (H, W, C) replaces the one in the config (for models that accept any size)."""
+    from . import layers as _layers
+    from .layers.base import skip_initialization
+    from .model import Sequential
+
+    kind = keras_config.get("class_name")
+    config = keras_config.get("config", {})
+    if kind == "Sequential":
+        specs = config.get("layers", [])
+    elif kind in ("Functional", "Model"):
+        specs = _chain(path, config)
+    else:
+        _fail(path, f"model class {kind!r} is not supported (expected a Sequential or a chain-shaped Functional)")
+    specs = [s for s in specs if s.get("class_name") != "InputLayer" or _input_shape(s.get("config", {}))]
+    shape = None
+    if specs and specs[0].get("class_name") == "InputLayer":
+        shape = _input_shape(specs.pop(0)["config"])
+    shape = shape or (specs and _input_shape(specs[0].get("config", {}))) or config.get("build_input_shape")
+    if shape is not None and len(shape) == 4 and shape[0] is None and not input_shape:
+        shape = tuple(shape[1:])
+    if input_shape is not None:
+        shape = tuple(input_shape)
+    if not shape or any(s is None for s in shape):
+        _fail(path, f"the model's input shape is not fixed in the file ({shape}); give the image size")
+    model = Sequential(name=str(config.get("name", "keras_model")).replace("/", "_"))
+    model.add(_layers.Input(tuple(int(s) for s in shape)))
+    rank = len(shape) + 1
+    with skip_initialization():
+        for spec in specs:
+            micro = _layer_spec(path, spec, rank)
+            try:
+                layer = _layers.deserialize(micro)
+                model.add(layer)
+            except (ValueError, TypeError) as exc:
+                _fail(path, f"layer {micro['config']['name']!r} ({micro['class_name']}): {exc}")
+            rank = len(model.output_shape)
+    if not model.layers:
+        _fail(path, "the model has no layers")
+    return model
+
+
+# --- weights ---------------------------------------------------------------------------------------------
+def _hdf5_layer_weights(group):
+    """[(layer name, [arrays])] of a Keras 2 / legacy HDF5 weights group, layers with weights only."""
+    result = []
+    for name in _names(group.attrs.get("layer_names", [])):
+        arrays = [np.asarray(group[name][w], np.float32) for w in _names(group[name].attrs.get("weight_names", []))]
+        if arrays:
+            result.append((name, arrays))
+    return result
+
+
+def _keras3_vars(layers_group, key):
+    if key not in layers_group or "vars" not in layers_group[key]:
+        return None
+    group = layers_group[key]["vars"]
+    return [np.asarray(group[str(i)], np.float32) for i in range(len(group))]
+
+
+def _assign(path, model, per_layer):
+    """per_layer: [(model layer, arrays or None, source name)] -> set_weights with errors naming layers."""
+    for layer, arrays, source in per_layer:
+        expected = [w.shape for w in layer.weights]
+        if arrays is None:
+            _fail(path, f"no weights for layer {layer.name!r} ({type(layer).__name__}) at {source!r}")
+        got = [a.shape for a in arrays]
+        if got != expected:
+            _fail(path, f"layer {layer.name!r} ({type(layer).__name__}): the weights at {source!r} have shapes "
+                        f"{got}, this model needs {expected}")
+        layer.set_weights(arrays)
+
+
+def load_weights_into(model, path):
+    """Keras weights (a Keras 2 / legacy HDF5 file, full model or weights only, or a Keras 3 .weights.h5)
+    into `model`, a built microcnn Sequential of the same architecture."""
+    h5py = _h5py()
+    path = os.fspath(path)
+    if not h5py.is_hdf5(path):
+        _fail(path, "not an HDF5 file (expected Keras weights: .h5 or .weights.h5)")
+    with h5py.File(path, "r") as f:
+        _load_weights_from(model, path, f)
+    return model
+
+
+def _load_weights_from(model, path, f):
+    weighted = [layer for layer in model.layers if layer.weights]
+    if "layers" in f and "layer_names" not in f.attrs and "model_weights" not in f:
+        # Keras 3: layers/<class name in snake case>[_<n>]/vars/<i>, n counting that class in the model.
+        seen, per_layer = {}, []
+        for layer in model.layers:
+            base = to_snake_case(type(layer).__name__)
+            key = base if base not in seen else f"{base}_{seen[base] + 1}"
+            seen[base] = seen.get(base, -1) + 1
+            if layer.weights:
+                per_layer.append((layer, _keras3_vars(f["layers"], key), f"layers/{key}/vars"))
+        _assign(path, model, per_layer)
+        return
+    group = f.get("model_weights", f)
+    if "layer_names" not in group.attrs:
+        _fail(path, "not a Keras weights file (no layer_names, no layers/ group)")
+    stored = _hdf5_layer_weights(group)
+    if len(stored) != len(weighted):
+        _fail(path, f"holds weights for {len(stored)} layers ({', '.join(n for n, _ in stored)}), this model has "
+                    f"{len(weighted)} layers with weights ({', '.join(layer.name for layer in weighted)})")
+    _assign(path, model, [(layer, arrays, name) for layer, (name, arrays) in zip(weighted, stored)])
+
+
+# --- files -----------------------------------------------------------------------------------------------
+def read_keras_file(path, input_shape=None):
+    """(model or None when the file holds weights only, description, whether the model has the file's
+    weights) for a Keras file."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if os.path.isdir(path):
+        _fail(path, "is a directory (expected a Keras .h5, .keras or .json file)")
+    if zipfile.is_zipfile(path):
+        return _read_keras_zip(path, input_shape)
+    h5py = _h5py()
+    if h5py.is_hdf5(path):
+        with h5py.File(path, "r") as f:
+            version = _text(f.attrs.get("keras_version", "?"))
+            if "model_config" not in f.attrs:
+                return None, f"Keras {version} weights file", True
+            model = model_from_config(path, json.loads(_text(f.attrs["model_config"])), input_shape)
+            _load_weights_from(model, path, f)
+            legacy = " legacy" if version.startswith("3") else ""
+            return model, f"Keras {version}{legacy} HDF5 full model", True
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        _fail(path, "not a Keras model file (expected HDF5 .h5, a .keras zip or a model.to_json() .json)")
+    if not isinstance(config, dict) or "class_name" not in config:
+        _fail(path, "not a Keras model architecture (JSON without class_name)")
+    return model_from_config(path, config, input_shape), "Keras architecture (JSON)", False
+
+
+def _read_keras_zip(path, input_shape):
+    h5py = _h5py()
+    with zipfile.ZipFile(path) as z:
+        names = set(z.namelist())
+        if "config.json" not in names or "model.weights.h5" not in names:
+            _fail(path, f"not a Keras 3 .keras file (has {sorted(names)}, expected config.json and "
+                        f"model.weights.h5)")
+        config = json.loads(z.read("config.json").decode("utf-8"))
+        version = "3"
+        if "metadata.json" in names:
+            version = json.loads(z.read("metadata.json").decode("utf-8")).get("keras_version", "3")
+        model = model_from_config(path, config, input_shape)
+        with z.open("model.weights.h5") as weights, h5py.File(weights, "r") as f:
+            _load_weights_from(model, path, f)
+    return model, f"Keras {version} .keras file", True
+
+
+def load_keras_model(path, weights=None, input_shape=None):
+    """A microcnn Sequential from Keras files, for prediction (not compiled).
+
+    path: a Keras 2 HDF5 model (model.save('x.h5')), a Keras 3 .keras file or legacy .h5, a model.to_json()
+    architecture, or an architecture given as a built microcnn model (e.g. `build_model("seed", (150, 150, 3),
+    2)`); weights: a Keras weights file (Keras 2 save_weights .h5, Keras 3 .weights.h5) to load instead of the
+    file's own. input_shape (H, W, C): build for another image size than the file's, where the layers allow.
+    """
+    from .model import Sequential
+
+    if isinstance(path, Sequential):
+        model, description = path, "microcnn architecture"
+        model._require_built("load_keras_model")
+        if weights is None:
+            raise KerasImportError("weights: expected a Keras weights file to load into the given model, got None")
+    else:
+        model, description, has_weights = read_keras_file(path, input_shape)
+        if model is None:
+            _fail(os.fspath(path), "holds only weights (Keras save_weights): give the architecture as path (a "
+                                   "Keras model or model.to_json() file, or a microcnn model such as "
+                                   "build_model('seed', ...)) and this file as weights=")
+        if not has_weights and weights is None:
+            _fail(os.fspath(path), "holds only the architecture: give the weights file as weights=")
+    if weights is not None:
+        load_weights_into(model, weights)
+        description += f" + weights from {os.path.basename(os.fspath(weights))}"
+    model.metadata = {**(model.metadata or {}), "imported_from": description}
+    return model

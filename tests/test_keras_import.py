@@ -1,0 +1,179 @@
+"""Keras files written by TensorFlow 2.21 (Keras 3.15 and tf_keras 2.21) imported without TensorFlow: the
+imported models must reproduce the probabilities Keras itself predicted (tests/fixtures/keras/README.md)."""
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+h5py = pytest.importorskip("h5py", reason="reading Keras files needs h5py (pip install 'microcnn[keras]')")
+
+import microcnn
+from microcnn.cli.import_model import main as import_main
+from microcnn.cli.predict import main as predict_main
+from microcnn.keras_import import KerasImportError, load_keras_model
+
+FIXTURES = Path(__file__).parent / "fixtures" / "keras"
+REFERENCE = np.load(FIXTURES / "reference.npz")
+TOLERANCE = 1e-5
+
+
+def assert_reproduces(model, which):
+    got = model.predict(REFERENCE["x"], batch_size=16)
+    assert np.max(np.abs(got - REFERENCE[which])) <= TOLERANCE
+
+
+@pytest.mark.parametrize("name, which", [("keras2_modelo.h5", "keras2"), ("keras3.keras", "keras3"),
+                                         ("keras3_legacy.h5", "keras3")])
+def test_full_model_files(name, which):
+    model = load_keras_model(FIXTURES / name)
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dropout", "Dense"]
+    assert model.input_shape == (None, 16, 16, 3)
+    assert_reproduces(model, which)
+
+
+@pytest.mark.parametrize("weights, which", [("keras2_pesos.h5", "keras2"), ("keras3.weights.h5", "keras3")])
+def test_weights_into_a_preset(weights, which):
+    model = load_keras_model(microcnn.build_model("seed", (16, 16, 3), 3), weights=FIXTURES / weights)
+    assert_reproduces(model, which)
+
+
+def test_weights_into_a_keras_architecture(tmp_path):
+    with h5py.File(FIXTURES / "keras2_modelo.h5", "r") as f:
+        (tmp_path / "keras2.json").write_text(f.attrs["model_config"])
+    with zipfile.ZipFile(FIXTURES / "keras3.keras") as z:
+        (tmp_path / "keras3.json").write_bytes(z.read("config.json"))
+    assert_reproduces(load_keras_model(tmp_path / "keras2.json", weights=FIXTURES / "keras2_pesos.h5"), "keras2")
+    assert_reproduces(load_keras_model(tmp_path / "keras3.json", weights=FIXTURES / "keras3.weights.h5"), "keras3")
+    # A full model file's weights replaced by another file's: the keras2 weights in the keras3 architecture.
+    assert_reproduces(load_keras_model(FIXTURES / "keras3.keras", weights=FIXTURES / "keras2_pesos.h5"), "keras2")
+    with pytest.raises(KerasImportError, match="keras2.json: holds only the architecture"):
+        load_keras_model(tmp_path / "keras2.json")
+
+
+def keras2_functional_config(branch=False):
+    """The Keras 2 fixture's Sequential rewritten as the Functional config Keras 2 writes for the same chain."""
+    with h5py.File(FIXTURES / "keras2_modelo.h5", "r") as f:
+        sequential = json.loads(f.attrs["model_config"])["config"]["layers"]
+    layers, previous = [], None
+    for spec in sequential:
+        name = spec["config"]["name"]
+        inbound = [] if previous is None else [[[previous, 0, 0, {}]]]
+        layers.append({**spec, "name": name, "inbound_nodes": inbound})
+        previous = name
+    if branch:
+        layers[3]["inbound_nodes"] = [[[layers[1]["name"], 0, 0, {}]]]
+    return {"class_name": "Functional", "config": {"name": "model", "layers": layers,
+                                                   "input_layers": [[layers[0]["name"], 0, 0]],
+                                                   "output_layers": [[previous, 0, 0]]}}
+
+
+def test_functional_chain(tmp_path):
+    (tmp_path / "chain.json").write_text(json.dumps(keras2_functional_config()))
+    assert_reproduces(load_keras_model(tmp_path / "chain.json", weights=FIXTURES / "keras2_pesos.h5"), "keras2")
+    (tmp_path / "branch.json").write_text(json.dumps(keras2_functional_config(branch=True)))
+    with pytest.raises(KerasImportError,
+                       match=r"layer 'conv2d_1' takes \['conv2d'\], not the layer before it .*one chain of layers"):
+        load_keras_model(tmp_path / "branch.json", weights=FIXTURES / "keras2_pesos.h5")
+
+
+def keras3_with(tmp_path, edit):
+    """A copy of the Keras 3 fixture whose config.json went through `edit(layers)`."""
+    path = tmp_path / "edited.keras"
+    with zipfile.ZipFile(FIXTURES / "keras3.keras") as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "config.json":
+                config = json.loads(data)
+                edit(config["config"]["layers"])
+                data = json.dumps(config).encode()
+            dst.writestr(info, data)
+    return path
+
+
+def test_unsupported_layers_and_options_are_named(tmp_path):
+    rescaling = {"module": "keras.layers", "class_name": "Rescaling", "config": {"name": "rescaling", "scale": 0.5}}
+    path = keras3_with(tmp_path, lambda layers: layers.insert(1, rescaling))
+    with pytest.raises(KerasImportError, match=r"edited.keras: layer 'rescaling' \(Rescaling\) is not supported"):
+        load_keras_model(path)
+    path = keras3_with(tmp_path, lambda layers: layers[-1]["config"].update(activation="sigmoid"))
+    with pytest.raises(KerasImportError, match=r"layer 'dense_1' \(Dense\): activation 'sigmoid' is not supported"):
+        load_keras_model(path)
+    path = keras3_with(tmp_path, lambda layers: layers[1]["config"].update(dilation_rate=[2, 2]))
+    with pytest.raises(KerasImportError, match=r"layer 'conv2d' \(Conv2D\): dilation_rate=\[2, 2\] is not supported"):
+        load_keras_model(path)
+
+
+def test_mismatched_weights_are_named():
+    with pytest.raises(KerasImportError, match=r"keras2_pesos.h5: layer 'dense_\d+' \(Dense\): the weights at "
+                                                r"'dense_1' have shapes \[\(256, 3\), \(3,\)\], this model needs "
+                                                r"\[\(256, 4\), \(4,\)\]"):
+        load_keras_model(microcnn.build_model("seed", (16, 16, 3), 4), weights=FIXTURES / "keras2_pesos.h5")
+    with pytest.raises(KerasImportError, match="holds weights for 4 layers .* this model has 11 layers with weights"):
+        load_keras_model(microcnn.build_model("small", (16, 16, 3), 3), weights=FIXTURES / "keras2_pesos.h5")
+    with pytest.raises(KerasImportError, match=r"keras3.weights.h5: layer '\w+' \(Conv2D\): the weights at "
+                                                r"'layers/conv2d/vars' have shapes \[\(3, 3, 3, 32\), \(32,\)\]"):
+        load_keras_model(microcnn.build_model("small", (16, 16, 3), 3), weights=FIXTURES / "keras3.weights.h5")
+    with pytest.raises(KerasImportError, match="keras2_pesos.h5: holds only weights"):
+        load_keras_model(FIXTURES / "keras2_pesos.h5")
+
+
+def save_images(directory, x):
+    directory.mkdir()
+    for i, image in enumerate(x):
+        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(directory / f"img{i:02d}.png")
+    return np.round(x * 255).astype(np.float32) / np.float32(255)
+
+
+def test_cli_import_then_predict(tmp_path, capsys):
+    out = tmp_path / "model"
+    assert import_main([str(FIXTURES / "keras2_modelo.h5"), "--classes", "ant,bee,cat", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "Keras 2.21.0 HDF5 full model" in stdout and "classes ant, bee, cat; images 16x16 RGB" in stdout
+    x = save_images(tmp_path / "images", REFERENCE["x"][:4])
+    assert predict_main([str(tmp_path / "images"), "--model", str(out), "--format", "json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    expected = load_keras_model(FIXTURES / "keras2_modelo.h5").predict(x)
+    for result, p in zip(results, expected):
+        assert result["class"] == ["ant", "bee", "cat"][int(np.argmax(p))]
+        assert abs(result["probability"] - float(np.max(p))) <= TOLERANCE
+    meta = microcnn.load_model(out).metadata
+    assert meta["preprocessing"]["image_size"] == [16, 16] and meta["preprocessing"]["channels"] == 3
+
+
+def test_cli_weights_with_a_preset_and_rescale(tmp_path, capsys):
+    out = tmp_path / "model"
+    assert import_main([str(FIXTURES / "keras3.weights.h5"), "--arch", "seed", "--image-size", "16x16",
+                        "--classes", "a,b,c", "--out", str(out)]) == 0
+    assert_reproduces(microcnn.load_model(out), "keras3")
+    # A Keras model fed raw 0-255 pixels (rescale 1): the folder takes pixel / 255 and predicts the same.
+    assert import_main([str(FIXTURES / "keras3.keras"), "--classes", "a,b,c", "--out", str(tmp_path / "raw"),
+                        "--rescale", "1"]) == 0
+    assert "Input scale 1 folded into layer 'conv2d'" in capsys.readouterr().out
+    x = REFERENCE["x"]
+    raw = load_keras_model(FIXTURES / "keras3.keras").predict(x * np.float32(255))
+    assert np.max(np.abs(microcnn.load_model(tmp_path / "raw").predict(x) - raw)) <= 1e-4
+
+
+def test_cli_errors(tmp_path, capsys):
+    def fails(*argv):
+        status = import_main([*argv, "--out", str(tmp_path / "m")])
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        return status, err
+
+    status, err = fails(str(FIXTURES / "keras2_modelo.h5"), "--classes", "a,b")
+    assert status == 1 and "the model has 3 outputs" in err and "got 2 class names" in err
+    status, err = fails(str(FIXTURES / "keras2_pesos.h5"), "--classes", "a,b,c")
+    assert status == 1 and "keras2_pesos.h5: holds only weights" in err
+    status, err = fails(str(FIXTURES / "keras2_pesos.h5"), "--classes", "a,b,c", "--arch", "seed")
+    assert status == 2 and "needs --image-size" in err
+    status, err = fails(str(FIXTURES / "keras3.keras"), "--classes", "a,b,c", "--rescale", "-1")
+    assert status == 2 and "--rescale: expected a positive number" in err
+    status, err = fails(str(tmp_path / "nothing.h5"), "--classes", "a,b,c")
+    assert status == 1 and "nothing.h5: no such file" in err
+    assert not (tmp_path / "m").exists()
