@@ -165,7 +165,7 @@ def _chain(path, model_config):
 
 def model_from_config(path, keras_config, input_shape=None):
     """A built microcnn Sequential (zero weights) for a Keras model config ({"class_name", "config"}).
-    input_shape (H, W, C) replaces the one in the config (for models that accept any size)."""
+    input_shape (H, W, C) or (H, W) replaces the one in the config (for models that accept any size)."""
     from . import layers as _layers
     from .layers.base import skip_initialization
     from .model import Sequential
@@ -182,11 +182,12 @@ def model_from_config(path, keras_config, input_shape=None):
     shape = None
     if specs and specs[0].get("class_name") == "InputLayer":
         shape = _input_shape(specs.pop(0)["config"])
-    shape = shape or (specs and _input_shape(specs[0].get("config", {}))) or config.get("build_input_shape")
-    if shape is not None and len(shape) == 4 and shape[0] is None and not input_shape:
-        shape = tuple(shape[1:])
-    if input_shape is not None:
-        shape = tuple(input_shape)
+    if shape is None and specs:
+        shape = _input_shape(specs[0].get("config", {}))
+    if shape is None and config.get("build_input_shape"):
+        shape = tuple(config["build_input_shape"][1:])
+    if input_shape is not None:  # (H, W) keeps the file's channels
+        shape = tuple(input_shape) if len(input_shape) == 3 or not shape else (*input_shape, shape[-1])
     if not shape or any(s is None for s in shape):
         _fail(path, f"the model's input shape is not fixed in the file ({shape}); give the image size")
     model = Sequential(name=str(config.get("name", "keras_model")).replace("/", "_"))
@@ -235,6 +236,30 @@ def _assign(path, model, per_layer):
             _fail(path, f"layer {layer.name!r} ({type(layer).__name__}): the weights at {source!r} have shapes "
                         f"{got}, this model needs {expected}")
         layer.set_weights(arrays)
+
+
+def describe_weights(path):
+    """"Keras 2.21.0 weights file", "Keras 3 .weights.h5 file", ... for messages."""
+    h5py = _h5py()
+    path = os.fspath(path)
+    if not h5py.is_hdf5(path):
+        return "file"
+    with h5py.File(path, "r") as f:
+        if "model_config" in f.attrs:
+            return f"Keras {_text(f.attrs.get('keras_version', '?'))} HDF5 model file"
+        if "layer_names" in f.attrs:
+            return f"Keras {_text(f.attrs.get('keras_version', '?'))} weights file"
+        return "Keras 3 .weights.h5 file" if "layers" in f else "HDF5 file"
+
+
+def holds_only_weights(path):
+    """True for an HDF5 file written by save_weights (no architecture in it)."""
+    h5py = _h5py()
+    path = os.fspath(path)
+    if not os.path.isfile(path) or zipfile.is_zipfile(path) or not h5py.is_hdf5(path):
+        return False
+    with h5py.File(path, "r") as f:
+        return "model_config" not in f.attrs
 
 
 def load_weights_into(model, path):
@@ -326,12 +351,12 @@ def load_keras_model(path, weights=None, input_shape=None):
     path: a Keras 2 HDF5 model (model.save('x.h5')), a Keras 3 .keras file or legacy .h5, a model.to_json()
     architecture, or an architecture given as a built microcnn model (e.g. `build_model("seed", (150, 150, 3),
     2)`); weights: a Keras weights file (Keras 2 save_weights .h5, Keras 3 .weights.h5) to load instead of the
-    file's own. input_shape (H, W, C): build for another image size than the file's, where the layers allow.
+    file's own. input_shape (H, W, C) or (H, W): build for another image size than the file's, where the layers allow.
     """
     from .model import Sequential
 
     if isinstance(path, Sequential):
-        model, description = path, "microcnn architecture"
+        model, description = path, f"{describe_weights(weights)} into a microcnn architecture" if weights else ""
         model._require_built("load_keras_model")
         if weights is None:
             raise KerasImportError("weights: expected a Keras weights file to load into the given model, got None")
@@ -345,6 +370,7 @@ def load_keras_model(path, weights=None, input_shape=None):
             _fail(os.fspath(path), "holds only the architecture: give the weights file as weights=")
     if weights is not None:
         load_weights_into(model, weights)
-        description += f" + weights from {os.path.basename(os.fspath(weights))}"
+        if not isinstance(path, Sequential):
+            description += f" + {describe_weights(weights)} {os.path.basename(os.fspath(weights))}"
     model.metadata = {**(model.metadata or {}), "imported_from": description}
     return model

@@ -245,7 +245,8 @@ def describe_input(layout, preprocessing):
     if preprocessing:
         h, w = preprocessing.get("image_size", ("?", "?"))
         channels = preprocessing.get("channels")
-        text += f", {h}x{w} pixels, {'grayscale' if channels == 1 else f'{channels} channels'}"
+        colour = {1: "grayscale", 3: "RGB"}.get(channels, f"{channels} channels")
+        text += f", {h}x{w} pixels, {colour}"
         text += ", resized with bilinear interpolation" if preprocessing.get("resample") == "bilinear" else ""
         text += "; 8-bit images: pixel / 255"
         high = preprocessing.get("high_depth_range")

@@ -169,11 +169,14 @@ def test_cli_errors(tmp_path, capsys):
     status, err = fails(str(FIXTURES / "keras2_modelo.h5"), "--classes", "a,b")
     assert status == 1 and "the model has 3 outputs" in err and "got 2 class names" in err
     status, err = fails(str(FIXTURES / "keras2_pesos.h5"), "--classes", "a,b,c")
-    assert status == 1 and "keras2_pesos.h5: holds only weights" in err
+    assert status == 1 and "keras2_pesos.h5: holds only weights" in err and "--arch PRESET" in err
     status, err = fails(str(FIXTURES / "keras2_pesos.h5"), "--classes", "a,b,c", "--arch", "seed")
     assert status == 2 and "needs --image-size" in err
     status, err = fails(str(FIXTURES / "keras3.keras"), "--classes", "a,b,c", "--rescale", "-1")
     assert status == 2 and "--rescale: expected a positive number" in err
+    status, err = fails(str(FIXTURES / "keras2_modelo.h5"), "--classes", "a,b,c", "--image-size", "32x32")
+    assert status == 1 and "layer 'dense' (Dense): the weights at 'dense' have shapes [(1024, 256)" in err
+    assert "this model needs [(4096, 256), (256,)]" in err
     status, err = fails(str(tmp_path / "nothing.h5"), "--classes", "a,b,c")
     assert status == 1 and "nothing.h5: no such file" in err
     assert not (tmp_path / "m").exists()

@@ -108,18 +108,19 @@ def _main(argv):
     if (out / "config.json").exists() and not args.overwrite:
         raise RuntimeError(f"--out {args.out}: a model is already there (use --overwrite to replace it)")
     from ..images import PREPROCESSING_VERSION
-    from ..keras_import import load_keras_model, read_keras_file
+    from ..keras_import import holds_only_weights, load_keras_model
 
+    if args.arch is None and holds_only_weights(args.keras_file):
+        raise RuntimeError(f"{args.keras_file}: holds only weights (Keras save_weights); give the architecture "
+                           f"with --arch PRESET --image-size HxW, or a Keras model or .json file with this one as "
+                           f"--weights")
     if args.arch is not None:
         if args.weights is not None:
             raise UsageError("argument --arch: the architecture is then the preset; KERAS_FILE is the weights "
                              "(drop --weights)")
         model = load_keras_model(_architecture(args, classes), weights=args.keras_file)
     else:
-        shape = None
-        if args.image_size is not None:
-            shape = (*args.image_size, read_keras_file_channels(read_keras_file, args.keras_file))
-        model = load_keras_model(args.keras_file, weights=args.weights, input_shape=shape)
+        model = load_keras_model(args.keras_file, weights=args.weights, input_shape=args.image_size)
     units = model.output_shape[-1]
     if len(model.output_shape) != 2 or units != len(classes):
         raise RuntimeError(f"--classes: the model has {units} outputs (shape {model.output_shape[1:]}), "
@@ -133,6 +134,8 @@ def _main(argv):
                      "color": "grayscale" if channels == 1 else "rgb", "resample": "bilinear",
                      "high_depth_range": None}
     imported = model.metadata.get("imported_from")
+    if args.arch is not None:
+        imported = imported.replace("a microcnn architecture", f"preset {args.arch}")
     metadata = {"class_names": classes, "preprocessing": preprocessing,
                 "imported_from": {"file": str(Path(args.keras_file).name), "format": imported,
                                   "rescale": args.rescale}}
@@ -143,15 +146,6 @@ def _main(argv):
     print(f"Wrote {out}/: classes {', '.join(classes)}; images {h}x{w} "
           f"{'grayscale' if channels == 1 else 'RGB'}, pixel / 255")
     return EXIT_OK
-
-
-def read_keras_file_channels(reader, path):
-    """The channel count of a Keras model file's input (the one thing --image-size keeps)."""
-    model, _, _ = reader(path)
-    if model is None:
-        raise RuntimeError(f"{path}: holds only weights; give the architecture with --arch (or a Keras model "
-                           f"file, with this one as --weights)")
-    return model.input_shape[-1]
 
 
 if __name__ == "__main__":
