@@ -128,8 +128,9 @@ def _main(argv):
         print("Not checked: onnxruntime is not installed (pip install 'microcnn[onnx]')")
         return EXIT_OK
     version, difference = checked
+    n = batch if isinstance(batch, int) else CHECK_IMAGES
     print(f"Checked with ONNX Runtime {version}: largest difference from microcnn {difference:.1e} "
-          f"over {batch if isinstance(batch, int) else CHECK_IMAGES} random images")
+          f"over {n} random image{'s' if n != 1 else ''}")
     if not difference <= CHECK_TOLERANCE:
         print(f"{PROG}: error: {args.output}: ONNX Runtime's outputs differ from microcnn's by {difference:.2e} "
               f"(more than {CHECK_TOLERANCE:g})", file=sys.stderr)
