@@ -81,6 +81,25 @@ def test_functional_chain(tmp_path):
         load_keras_model(tmp_path / "branch.json", weights=FIXTURES / "keras2_pesos.h5")
 
 
+def test_keras3_functional_chain(tmp_path):
+    """Keras 3 writes a Functional model's links as keras tensors carrying keras_history."""
+    def functional(layers):
+        previous = None
+        for spec in layers:
+            history = [] if previous is None else [{"args": [{"class_name": "__keras_tensor__", "config": {
+                "shape": None, "dtype": "float32", "keras_history": [previous, 0, 0]}}], "kwargs": {}}]
+            spec["inbound_nodes"] = history
+            previous = spec["config"]["name"]
+
+    path = keras3_with(tmp_path, functional)
+    with zipfile.ZipFile(path) as z:
+        config = json.loads(z.read("config.json"))
+    config["class_name"] = "Functional"
+    (tmp_path / "functional.json").write_text(json.dumps(config))
+    assert_reproduces(load_keras_model(tmp_path / "functional.json", weights=FIXTURES / "keras3.weights.h5"),
+                      "keras3")
+
+
 def keras3_with(tmp_path, edit):
     """A copy of the Keras 3 fixture whose config.json went through `edit(layers)`."""
     path = tmp_path / "edited.keras"
