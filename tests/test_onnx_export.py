@@ -151,23 +151,36 @@ def test_unknown_layer_and_bad_options_are_named():
         model.export("m.tflite", format="tflite")
 
 
-def trained_folder(tmp_path, ood=None):
+def trained_folder(tmp_path):
     microcnn.set_seed(2)
     model = randomise_batchnorm(microcnn.build_model("small", (10, 12, 3), 3))
     model.save(tmp_path / "model", metadata={"class_names": ["x", "y", "z"], "preprocessing": {
         "version": 1, "image_size": [10, 12], "channels": 3, "color": "rgb", "resample": "bilinear",
         "high_depth_range": None}})
-    if ood is not None:
-        config_path = tmp_path / "model" / "config.json"
-        config = json.loads(config_path.read_text())
-        config["ood"] = ood
-        config_path.write_text(json.dumps(config))
     return model
 
 
-def test_cli_exports_and_checks(tmp_path, capsys):
+class Detector:
+    """Stands for the open-set detector a loaded model carries as `model.ood`."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def get_config(self):
+        return self.config
+
+
+def test_cli_exports_and_checks(tmp_path, capsys, monkeypatch):
     ood = {"method": "energy", "threshold": 1.25, "accept": 0.9}
-    model = trained_folder(tmp_path, ood)
+    model = trained_folder(tmp_path)
+    load_model = microcnn.load_model
+
+    def load_with_detector(path, compile=True):
+        loaded = load_model(path, compile=compile)
+        loaded.ood = Detector(ood)
+        return loaded
+
+    monkeypatch.setattr(microcnn, "load_model", load_with_detector)
     out = tmp_path / "m.onnx"
     assert export_main([str(tmp_path / "model"), str(out), "--batch", "2", "--opset", "15"]) == 0
     stdout = capsys.readouterr().out

@@ -66,15 +66,6 @@ def _batch(text, parser):
     return value
 
 
-def _ood_entry(model_dir):
-    """config.json's "ood" entry (the open-set detector's settings), if the folder has one."""
-    try:
-        with open(Path(model_dir) / "config.json", encoding="utf-8") as f:
-            return json.load(f).get("ood")
-    except (OSError, ValueError):
-        return None
-
-
 def check_with_onnxruntime(model, path, input_layout, batch):
     """(onnxruntime version, largest |difference| of the outputs) on random images in [0, 1], or None when
     onnxruntime is not installed."""
@@ -104,7 +95,7 @@ def _main(argv):
     model = load_model(model_dir, compile=False)
     try:
         proto = export_model(model, args.output, opset=args.opset, batch=batch, input_layout=args.input_layout,
-                             fold_batchnorm=not args.no_fold_batchnorm, ood=_ood_entry(model_dir))
+                             fold_batchnorm=not args.no_fold_batchnorm)
     except ValueError as exc:
         raise RuntimeError(f"{args.output}: {exc}") from None
     output = proto.graph.output[0]
