@@ -1,6 +1,7 @@
 """ONNX export checked by ONNX Runtime: its probabilities must equal microcnn's within 1e-5."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,3 +206,15 @@ def test_cli_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "opset: expected an integer from 13" in err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_keras_model_through_onnx_matches_keras(tmp_path):
+    """Both directions against an outside reference: a real Keras file, imported, exported, run by ONNX
+    Runtime, gives the probabilities Keras itself predicted."""
+    pytest.importorskip("h5py", reason="reading Keras files needs h5py")
+    fixtures = Path(__file__).parent / "fixtures" / "keras"
+    reference = np.load(fixtures / "reference.npz")
+    model = microcnn.load_keras_model(fixtures / "keras3.keras")
+    model.export(tmp_path / "keras3.onnx")
+    got = run_onnx(tmp_path / "keras3.onnx", reference["x"])
+    assert np.max(np.abs(got - reference["keras3"])) <= TOLERANCE
