@@ -196,6 +196,35 @@ def test_cli_errors(tmp_path, capsys):
     status, err = fails(str(FIXTURES / "keras2_modelo.h5"), "--classes", "a,b,c", "--image-size", "32x32")
     assert status == 1 and "layer 'dense' (Dense): the weights at 'dense' have shapes [(1024, 256)" in err
     assert "this model needs [(4096, 256), (256,)]" in err
+    (tmp_path / "half.h5").write_bytes((FIXTURES / "keras2_modelo.h5").read_bytes()[:100000])
+    status, err = fails(str(tmp_path / "half.h5"), "--classes", "a,b,c")
+    assert status == 1 and f"{tmp_path / 'half.h5'}: cannot read it (Unable to" in err
     status, err = fails(str(tmp_path / "nothing.h5"), "--classes", "a,b,c")
     assert status == 1 and "nothing.h5: no such file" in err
     assert not (tmp_path / "m").exists()
+
+
+def test_damaged_and_foreign_files_are_named(tmp_path):
+    data = (FIXTURES / "keras2_modelo.h5").read_bytes()
+    cases = {
+        "truncated.h5": data[:len(data) // 2],
+        "random.h5": np.random.default_rng(0).bytes(4096),
+        "empty.h5": b"",
+        "list.json": b"[1, 2, 3]",
+        "notes.keras": b"PK\x03\x04 not really a zip",
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(KerasImportError, match=f"^{tmp_path / name}: "):
+            load_keras_model(tmp_path / name)
+    with zipfile.ZipFile(tmp_path / "bare.keras", "w") as z:
+        z.writestr("config.json", "{}")
+    with pytest.raises(KerasImportError, match="bare.keras: not a Keras 3 .keras file"):
+        load_keras_model(tmp_path / "bare.keras")
+    path = keras3_with(tmp_path, lambda layers: layers[1]["config"].pop("filters"))
+    with pytest.raises(KerasImportError, match=r"layer 'conv2d' \(Conv2D\): malformed config \(KeyError: 'filters'\)"):
+        load_keras_model(path)
+    with pytest.raises(KerasImportError, match="truncated.h5: "):
+        load_keras_model(microcnn.build_model("seed", (16, 16, 3), 3), weights=tmp_path / "truncated.h5")
+    with pytest.raises(FileNotFoundError, match="missing.h5: no such file"):
+        load_keras_model(microcnn.build_model("seed", (16, 16, 3), 3), weights=tmp_path / "missing.h5")
