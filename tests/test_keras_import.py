@@ -228,3 +228,39 @@ def test_damaged_and_foreign_files_are_named(tmp_path):
         load_keras_model(microcnn.build_model("seed", (16, 16, 3), 3), weights=tmp_path / "truncated.h5")
     with pytest.raises(FileNotFoundError, match="missing.h5: no such file"):
         load_keras_model(microcnn.build_model("seed", (16, 16, 3), 3), weights=tmp_path / "missing.h5")
+
+
+def write_keras_weights(model, path, keras3):
+    """Weights laid out as Keras writes them (Keras 3: layers/<class>_<n>/vars/<i>; Keras 2: layer_names and
+    weight_names), for architectures the real fixtures do not cover (batch norm, global pooling, no bias)."""
+    counts = {}
+    with h5py.File(path, "w") as f:
+        if not keras3:
+            f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+            f.attrs["keras_version"] = b"2.21.0"
+        for layer in model.layers:
+            kind = {"Conv2D": "conv2d", "BatchNormalization": "batch_normalization", "Dense": "dense"}.get(
+                type(layer).__name__, type(layer).__name__.lower())
+            n = counts[kind] = counts.get(kind, -1) + 1
+            if keras3:
+                group = f.create_group(f"layers/{kind if n == 0 else f'{kind}_{n}'}/vars")
+                for i, value in enumerate(layer.get_weights()):
+                    group[str(i)] = value
+            else:
+                group = f.create_group(layer.name)
+                names = [f"{layer.name}/{w}:0" for w in layer.weight_names]
+                group.attrs["weight_names"] = [name.encode() for name in names]
+                for name, value in zip(names, layer.get_weights()):
+                    group[name] = value
+
+
+@pytest.mark.parametrize("keras3", [True, False])
+def test_batchnorm_preset_weights_round_trip(keras3, tmp_path):
+    microcnn.set_seed(4)
+    source = microcnn.build_model("small", (12, 12, 1), 3)
+    rng = np.random.default_rng(1)
+    source.set_weights([rng.normal(0.5, 0.2, w.shape).astype(np.float32) for w in source.get_weights()])
+    write_keras_weights(source, tmp_path / "w.h5", keras3)
+    target = load_keras_model(microcnn.build_model("small", (12, 12, 1), 3), weights=tmp_path / "w.h5")
+    for a, b in zip(source.get_weights(), target.get_weights()):
+        np.testing.assert_array_equal(a, b)
