@@ -1,6 +1,7 @@
 """ONNX export checked by ONNX Runtime: its probabilities must equal microcnn's within 1e-5."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +219,12 @@ def test_keras_model_through_onnx_matches_keras(tmp_path):
     model.export(tmp_path / "keras3.onnx")
     got = run_onnx(tmp_path / "keras3.onnx", reference["x"])
     assert np.max(np.abs(got - reference["keras3"])) <= TOLERANCE
+
+
+def test_written_file_has_ordinary_permissions(tmp_path):
+    model = microcnn.build_model("seed", (8, 8, 1), 2)
+    model.export(tmp_path / "m.onnx")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(tmp_path / "m.onnx").st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temporary file left
