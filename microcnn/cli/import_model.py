@@ -15,9 +15,9 @@ Keras files read (with h5py; no TensorFlow needed):
   model.save("modelo.h5")          Keras 2 (tf.keras) or Keras 3 legacy HDF5: architecture + weights
   model.save("model.keras")        Keras 3 zip: architecture + weights
   model.to_json() in a .json file  architecture only: give the weights with --weights
-  model.save_weights("pesos.h5")   weights only (Keras 2 .h5 or Keras 3 .weights.h5): give the
-                                   architecture with --arch PRESET --image-size HxW [--color], or as a
-                                   Keras file with the weights in --weights
+  model.save_weights("pesos.h5")   weights only (Keras 2 .h5 or Keras 3 .weights.h5): either this file
+                                   with --arch PRESET --image-size HxW [--color], or a Keras model or .json
+                                   file as KERAS_FILE with this one as --weights
 
 preprocessing: microcnn-predict resizes each image to the model's size (bilinear), converts it to the
 model's channels (1 grayscale, 3 RGB) and divides 8-bit pixels by 255. A model trained on inputs scaled
