@@ -23,7 +23,7 @@ import tempfile
 
 import numpy as np
 
-from .layers.conv import output_length
+from . import _core
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax over one axis (not "flatten to 2-D first") from opset 13 on
@@ -57,7 +57,7 @@ def check_batch(batch):
 
 def _same_pads(size, window, stride):
     """(before, after) padding of one spatial axis for "same": Keras/TF put the odd pixel after."""
-    total = max((output_length(size, window, stride, "same") - 1) * stride + window - size, 0)
+    total = max((_core.conv2d_output_size(size, window, stride, "same") - 1) * stride + window - size, 0)
     return total // 2, total - total // 2
 
 
@@ -173,8 +173,8 @@ def build_graph(config, weights, opset=DEFAULT_OPSET, batch="dynamic", input_lay
                 inputs.append(graph.constant(f"{name}/bias", wt["bias"]))
             tensor = graph.node("Conv", inputs, name, kernel_shape=[kh, kw], strides=[sh, sw], pads=pads,
                                 dilations=[1, 1], group=1)
-            shape = (output_length(shape[0], kh, sh, layer["padding"]),
-                     output_length(shape[1], kw, sw, layer["padding"]), layer["filters"])
+            shape = (_core.conv2d_output_size(shape[0], kh, sh, layer["padding"]),
+                     _core.conv2d_output_size(shape[1], kw, sw, layer["padding"]), layer["filters"])
             activation(name, layer.get("activation"))
         elif kind == "MaxPooling2D":
             (ph, pw), (sh, sw) = layer["pool_size"], layer["strides"]
@@ -184,8 +184,8 @@ def build_graph(config, weights, opset=DEFAULT_OPSET, batch="dynamic", input_lay
                 left, right = _same_pads(shape[1], pw, sw)
                 pads = [top, left, bottom, right]
             tensor = graph.node("MaxPool", [tensor], name, kernel_shape=[ph, pw], strides=[sh, sw], pads=pads)
-            shape = (output_length(shape[0], ph, sh, layer["padding"]),
-                     output_length(shape[1], pw, sw, layer["padding"]), shape[2])
+            shape = (_core.conv2d_output_size(shape[0], ph, sh, layer["padding"]),
+                     _core.conv2d_output_size(shape[1], pw, sw, layer["padding"]), shape[2])
             last_is_softmax = False
         elif kind == "Dense":
             if "bias" in wt:
