@@ -1,11 +1,13 @@
 """Keras model configs (JSON) -> microcnn layer configs and a built Sequential: the layer-by-layer
 translation behind microcnn/keras_import.py. Supported: a Sequential, or a Functional model whose layers form
-one chain, of the layer types in LAYER_TYPES with the activations in ACTIVATIONS; anything else is a
+one chain, of the layer types in LAYER_TYPES with the activations in ACTIVATIONS, plus a final
+Dense(1, sigmoid) (imported as Dense(2, softmax), see SIGMOID_TO_SOFTMAX); anything else is a
 KerasImportError naming the layer and what is unsupported."""
 
 from .layers.base import to_snake_case
 
 ACTIVATIONS = ("relu", "softmax", "linear")
+SIGMOID_TO_SOFTMAX = "sigmoid_to_softmax"  # a final Dense(1, sigmoid) imported as Dense(2, softmax)
 # Keras class names that microcnn has under the same name (aliases map to the canonical one).
 LAYER_TYPES = {"Conv2D": "Conv2D", "Convolution2D": "Conv2D", "MaxPooling2D": "MaxPooling2D",
                "MaxPool2D": "MaxPooling2D", "BatchNormalization": "BatchNormalization",
@@ -40,8 +42,8 @@ def _require(path, name, kind, config, key, allowed, default):
                     f"{' or '.join(map(repr, allowed))})")
 
 
-def _layer_spec(path, spec, rank):
-    """A Keras layer spec -> a microcnn one ({"class_name", "config"})."""
+def _layer_spec(path, spec, rank, last=False):
+    """A Keras layer spec -> (a microcnn one ({"class_name", "config"}), None or how to convert its weights)."""
     kind = spec.get("class_name")
     config = spec.get("config", {})
     name = str(config.get("name", to_snake_case(kind or "layer"))).replace("/", "_")
@@ -64,6 +66,10 @@ def _layer_spec(path, spec, rank):
         out = {"pool_size": config.get("pool_size", [2, 2]), "strides": config.get("strides"),
                "padding": config.get("padding", "valid")}
     elif kind == "Dense":
+        if last and config.get("units") == 1 and config.get("activation") == "sigmoid":
+            # A binary classifier's sigmoid output p = s(z) is the softmax of (0, z): two classes, exactly.
+            return {"class_name": kind, "config": {**common, "units": 2, "activation": "softmax",
+                                                   "use_bias": True}}, SIGMOID_TO_SOFTMAX
         out = {"units": config["units"], "use_bias": config.get("use_bias", True),
                "activation": _activation(path, name, kind, config.get("activation"))}
     elif kind == "BatchNormalization":
@@ -93,7 +99,7 @@ def _layer_spec(path, spec, rank):
         out = {}
     else:  # Flatten
         out = {}
-    return {"class_name": kind, "config": {**common, **out}}
+    return {"class_name": kind, "config": {**common, **out}}, None
 
 
 def _input_shape(config):
@@ -156,9 +162,9 @@ def model_from_config(path, keras_config, input_shape=None):
     model.add(_layers.Input(tuple(int(s) for s in shape)))
     rank = len(shape) + 1
     with skip_initialization():
-        for spec in specs:
+        for i, spec in enumerate(specs):
             try:
-                micro = _layer_spec(path, spec, rank)
+                micro, conversion = _layer_spec(path, spec, rank, last=i == len(specs) - 1)
             except (KeyError, TypeError, AttributeError) as exc:
                 spec = spec if isinstance(spec, dict) else {}
                 name = (spec.get("config") or {}).get("name")
@@ -167,6 +173,8 @@ def model_from_config(path, keras_config, input_shape=None):
             try:
                 layer = _layers.deserialize(micro)
                 model.add(layer)
+                if conversion:
+                    model.metadata.setdefault("keras_weight_conversions", {})[layer.name] = conversion
             except (ValueError, TypeError) as exc:
                 _fail(path, f"layer {micro['config']['name']!r} ({micro['class_name']}): {exc}")
             rank = len(model.output_shape)

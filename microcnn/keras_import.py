@@ -23,7 +23,7 @@ import zipfile
 
 import numpy as np
 
-from ._keras_config import KerasImportError, _fail, model_from_config
+from ._keras_config import SIGMOID_TO_SOFTMAX, KerasImportError, _fail, model_from_config
 from .layers.base import to_snake_case
 
 
@@ -76,12 +76,22 @@ def _keras3_vars(layers_group, key):
     return [np.asarray(group[str(i)], np.float32) for i in range(len(group))]
 
 
+def _sigmoid_to_softmax(arrays):
+    """Dense(1, sigmoid) weights -> Dense(2, softmax) ones: logits (0, z) give softmax (1 - s(z), s(z))."""
+    kernel = arrays[0]
+    bias = arrays[1] if len(arrays) > 1 else np.zeros(1, np.float32)
+    return [np.concatenate([np.zeros_like(kernel), kernel], axis=1), np.concatenate([np.zeros(1, np.float32), bias])]
+
+
 def _assign(path, model, per_layer):
     """per_layer: [(model layer, arrays or None, source name)] -> set_weights with errors naming layers."""
+    conversions = (model.metadata or {}).get("keras_weight_conversions", {})
     for layer, arrays, source in per_layer:
         expected = [w.shape for w in layer.weights]
         if arrays is None:
             _fail(path, f"no weights for layer {layer.name!r} ({type(layer).__name__}) at {source!r}")
+        if conversions.get(layer.name) == SIGMOID_TO_SOFTMAX and arrays[0].shape[-1:] == (1,):
+            arrays = _sigmoid_to_softmax(arrays)
         got = [a.shape for a in arrays]
         if got != expected:
             _fail(path, f"layer {layer.name!r} ({type(layer).__name__}): the weights at {source!r} have shapes "

@@ -264,3 +264,35 @@ def test_batchnorm_preset_weights_round_trip(keras3, tmp_path):
     target = load_keras_model(microcnn.build_model("small", (12, 12, 1), 3), weights=tmp_path / "w.h5")
     for a, b in zip(source.get_weights(), target.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_binary_sigmoid_output_becomes_two_class_softmax(tmp_path):
+    """Keras binary classifiers end in Dense(1, sigmoid): imported as Dense(2, softmax) with logits (0, z),
+    whose second probability is sigmoid(z) exactly."""
+    import io
+
+    path = tmp_path / "binary.keras"
+    with zipfile.ZipFile(FIXTURES / "keras3.keras") as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "config.json":
+                config = json.loads(data)
+                config["config"]["layers"][-1]["config"].update(units=1, activation="sigmoid")
+                data = json.dumps(config).encode()
+            elif info.filename == "model.weights.h5":
+                buffer = io.BytesIO(data)
+                with h5py.File(buffer, "r+") as f:
+                    group = f["layers/dense_1/vars"]
+                    kernel, bias = group["0"][:, :1], group["1"][:1]
+                    del group["0"], group["1"]
+                    group["0"], group["1"] = kernel, bias
+                data = buffer.getvalue()
+            dst.writestr(info, data)
+    model = load_keras_model(path)
+    assert model.output_shape == (None, 2) and model.layers[-1].activation == "softmax"
+    features = load_keras_model(FIXTURES / "keras3.keras")
+    features.pop()
+    z = features.predict(REFERENCE["x"]) @ kernel.astype(np.float64) + bias
+    p = model.predict(REFERENCE["x"])
+    np.testing.assert_allclose(p[:, 1], 1 / (1 + np.exp(-z[:, 0])), atol=1e-6)
+    np.testing.assert_allclose(p.sum(axis=1), 1, atol=1e-6)

@@ -33,7 +33,8 @@ def build_parser():
                        formatter_class=help_formatter)
     p.add_argument("keras_file", metavar="KERAS_FILE", help="Keras .h5, .keras or .json file (see below)")
     p.add_argument("--classes", required=True, metavar="A,B,C",
-                   help="class names in the order of the model's outputs (Keras's flow_from_directory: sorted)")
+                   help="class names in the order of the model's outputs (Keras's flow_from_directory: sorted; "
+                        "a Dense(1, sigmoid) output: NEGATIVE,POSITIVE)")
     p.add_argument("--out", required=True, metavar="DIR", help="model folder to write")
     p.add_argument("--weights", metavar="FILE", help="Keras weights file to load into the architecture")
     p.add_argument("--arch", metavar="PRESET",
