@@ -9,7 +9,8 @@
 
 A Sequential, or a Functional model whose layers form one chain, of the layers microcnn has (InputLayer,
 Conv2D, MaxPooling2D, BatchNormalization, GlobalAveragePooling2D, Flatten, Dense, Dropout, Activation, ReLU,
-Softmax; activations relu/softmax/linear) becomes the same microcnn model: the weight layouts are Keras's.
+Softmax; activations relu/softmax/linear; a final Dense(1, sigmoid) as the equivalent two-class softmax)
+becomes the same microcnn model: the weight layouts are Keras's.
 Anything else is a KerasImportError naming the layer. Optimizer state in the files is ignored.
 
 Weights are matched as Keras matches them: a Keras 2 HDF5 file by the order of the layers that have weights,
