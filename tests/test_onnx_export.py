@@ -228,3 +228,15 @@ def test_written_file_has_ordinary_permissions(tmp_path):
     os.umask(umask)
     assert os.stat(tmp_path / "m.onnx").st_mode & 0o777 == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temporary file left
+
+
+def test_onnx_reference_evaluator_agrees(tmp_path):
+    """A second, independent reading of the graph: onnx's own operator-by-operator reference implementation."""
+    from onnx.reference import ReferenceEvaluator
+
+    microcnn.set_seed(9)
+    model = randomise_batchnorm(odd_model(4, (4, 4), 2, "same", "same"), seed=4)
+    model.export(tmp_path / "m.onnx", fold_batchnorm=False)
+    x = np.random.default_rng(2).random((2, *model.input_shape[1:]), dtype=np.float32)
+    (got,) = ReferenceEvaluator(str(tmp_path / "m.onnx")).run(None, {"input": x})
+    assert np.max(np.abs(got - model.predict(x))) <= TOLERANCE
