@@ -310,6 +310,9 @@ def export_model(model, filepath, opset=DEFAULT_OPSET, batch="dynamic", input_la
     filepath = os.fspath(filepath)
     if os.path.isdir(filepath):
         raise IsADirectoryError(f"{filepath}: is a directory (expected the path of the .onnx file to write)")
+    folder = os.path.dirname(os.path.abspath(filepath))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{filepath}: the folder {folder} does not exist")
     proto = build_graph(model.get_config(), model.named_weights(), opset=opset, batch=batch,
                         input_layout=input_layout, fold_batchnorm=fold_batchnorm)
     output_name = proto.graph.output[0].name

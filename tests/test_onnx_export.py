@@ -207,6 +207,8 @@ def test_cli_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "opset: expected an integer from 13" in err
     assert not (tmp_path / "m.onnx").exists()
+    assert export_main([str(tmp_path / "model"), str(tmp_path / "nowhere" / "m.onnx")]) == 1
+    assert f"nowhere/m.onnx: the folder {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
 
 
 def test_keras_model_through_onnx_matches_keras(tmp_path):
