@@ -19,11 +19,11 @@ settings, when the model has one), microcnn_version.
 
 import json
 import os
-import tempfile
 
 import numpy as np
 
 from . import _core
+from ._atomic import write_atomic
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax over one axis (not "flatten to 2-D first") from opset 13 on
@@ -274,25 +274,6 @@ def metadata_props(metadata, ood, layout, output_name):
     return props
 
 
-def _write_atomically(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        if hasattr(os, "fchmod"):  # mkstemp's 0600 would hide the file from the lab's other users
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def ood_config(model):
     """The open-set detector's JSON settings if the model carries one, else None."""
     detector = getattr(model, "ood", None)
@@ -321,5 +302,5 @@ def export_model(model, filepath, opset=DEFAULT_OPSET, batch="dynamic", input_la
     onnx.helper.set_model_props(proto, props)
     proto.doc_string = f"microcnn model {model.name!r}; input: {props['preprocessing_rule']}; {props['output']}"
     onnx.checker.check_model(proto, full_check=True)
-    _write_atomically(filepath, proto.SerializeToString())
+    write_atomic(filepath, proto.SerializeToString())
     return proto
