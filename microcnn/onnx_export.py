@@ -62,12 +62,11 @@ def _same_pads(size, window, stride):
 
 
 class _Graph:
-    """Collects nodes and initializers; `tensor` is the current output, `nchw` whether it is a rank-4 map."""
+    """Collects the nodes and initializers (weights) of the graph being built."""
 
     def __init__(self, onnx):
         self.onnx = onnx
         self.nodes, self.initializers = [], []
-        self.count = 0
 
     def constant(self, name, array):
         self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array, np.float32),
@@ -75,9 +74,9 @@ class _Graph:
         return name
 
     def node(self, op, inputs, name, **attributes):
-        self.count += 1
+        """Appends one node named after its layer and op; returns its output's name (the same)."""
         output = f"{name}/{op}"
-        self.nodes.append(self.onnx.helper.make_node(op, inputs, [output], name=f"{name}/{op}", **attributes))
+        self.nodes.append(self.onnx.helper.make_node(op, inputs, [output], name=output, **attributes))
         return output
 
 
@@ -97,30 +96,26 @@ def _batchnorm_affine(config, w):
 
 
 def _layers_with_weights(config, weights):
-    """[(class_name, layer config, {weight name: array}, index)] for every layer of the model config."""
-    result = []
-    for i, spec in enumerate(config["layers"]):
-        layer = spec["config"]
-        result.append((spec["class_name"], layer, _layer_weights(weights, i, layer["name"]), i))
-    return result
+    """[(class_name, layer config, {weight name: array})] for every layer of the model config."""
+    return [(spec["class_name"], spec["config"], _layer_weights(weights, i, spec["config"]["name"]))
+            for i, spec in enumerate(config["layers"])]
 
 
 def _fold_batchnorm(layers, fold):
     """Merge each BatchNormalization into the Conv2D/Dense just before it when that layer has no activation:
     kernel * scale, bias * scale + shift (float64, then float32). Returns the new list."""
     out = []
-    for kind, config, w, i in layers:
+    for kind, config, w in layers:
         if (fold and kind == "BatchNormalization" and out and out[-1][0] in ("Conv2D", "Dense")
                 and out[-1][1].get("activation", "linear") in (None, "linear")):
-            prev_kind, prev_config, prev_w, prev_i = out.pop()
+            prev_kind, prev_config, prev_w = out.pop()
             scale, shift = _batchnorm_affine(config, w)
             kernel = prev_w["kernel"].astype(np.float64) * scale  # the output channel is the last axis
             bias = prev_w["bias"].astype(np.float64) * scale + shift if "bias" in prev_w else shift
             merged = {**prev_config, "use_bias": True, "name": f"{prev_config['name']}+{config['name']}"}
-            out.append((prev_kind, merged, {"kernel": kernel.astype(np.float32), "bias": bias.astype(np.float32)},
-                        prev_i))
+            out.append((prev_kind, merged, {"kernel": kernel.astype(np.float32), "bias": bias.astype(np.float32)}))
             continue
-        out.append((kind, config, w, i))
+        out.append((kind, config, w))
     return out
 
 
@@ -159,7 +154,7 @@ def build_graph(config, weights, opset=DEFAULT_OPSET, batch="dynamic", input_lay
         else:
             raise ValueError(f"layer {name!r}: activation {kind!r} has no ONNX mapping here")
 
-    for kind, layer, wt, i in _fold_batchnorm(_layers_with_weights(config, weights), fold_batchnorm):
+    for kind, layer, wt in _fold_batchnorm(_layers_with_weights(config, weights), fold_batchnorm):
         name = layer["name"]
         if kind == "Conv2D":
             (kh, kw), (sh, sw) = layer["kernel_size"], layer["strides"]
