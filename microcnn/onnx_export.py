@@ -55,10 +55,17 @@ def check_batch(batch):
     return batch
 
 
-def _same_pads(size, window, stride):
-    """(before, after) padding of one spatial axis for "same": Keras/TF put the odd pixel after."""
-    total = max((_core.conv2d_output_size(size, window, stride, "same") - 1) * stride + window - size, 0)
-    return total // 2, total - total // 2
+def _window(shape, window, strides, padding):
+    """ONNX pads [top, left, bottom, right] and the output (P, Q) of a window sliding over a (H, W, C) map.
+    "same" pads as Keras/TF do: half the padding before, the odd pixel after."""
+    pads, out = [0, 0, 0, 0], []
+    for axis in (0, 1):
+        size = _core.conv2d_output_size(shape[axis], window[axis], strides[axis], padding)
+        out.append(size)
+        if padding == "same":
+            total = max((size - 1) * strides[axis] + window[axis] - shape[axis], 0)
+            pads[axis], pads[axis + 2] = total // 2, total - total // 2
+    return pads, tuple(out)
 
 
 class _Graph:
@@ -158,29 +165,19 @@ def build_graph(config, weights, opset=DEFAULT_OPSET, batch="dynamic", input_lay
         name = layer["name"]
         if kind == "Conv2D":
             (kh, kw), (sh, sw) = layer["kernel_size"], layer["strides"]
-            pads = [0, 0, 0, 0]
-            if layer["padding"] == "same":
-                top, bottom = _same_pads(shape[0], kh, sh)
-                left, right = _same_pads(shape[1], kw, sw)
-                pads = [top, left, bottom, right]
+            pads, (p, q) = _window(shape, (kh, kw), (sh, sw), layer["padding"])
             inputs = [tensor, graph.constant(f"{name}/kernel", wt["kernel"].transpose(3, 2, 0, 1))]
             if "bias" in wt:
                 inputs.append(graph.constant(f"{name}/bias", wt["bias"]))
             tensor = graph.node("Conv", inputs, name, kernel_shape=[kh, kw], strides=[sh, sw], pads=pads,
                                 dilations=[1, 1], group=1)
-            shape = (_core.conv2d_output_size(shape[0], kh, sh, layer["padding"]),
-                     _core.conv2d_output_size(shape[1], kw, sw, layer["padding"]), layer["filters"])
+            shape = (p, q, layer["filters"])
             activation(name, layer.get("activation"))
         elif kind == "MaxPooling2D":
             (ph, pw), (sh, sw) = layer["pool_size"], layer["strides"]
-            pads = [0, 0, 0, 0]
-            if layer["padding"] == "same":
-                top, bottom = _same_pads(shape[0], ph, sh)
-                left, right = _same_pads(shape[1], pw, sw)
-                pads = [top, left, bottom, right]
+            pads, (p, q) = _window(shape, (ph, pw), (sh, sw), layer["padding"])
             tensor = graph.node("MaxPool", [tensor], name, kernel_shape=[ph, pw], strides=[sh, sw], pads=pads)
-            shape = (_core.conv2d_output_size(shape[0], ph, sh, layer["padding"]),
-                     _core.conv2d_output_size(shape[1], pw, sw, layer["padding"]), shape[2])
+            shape = (p, q, shape[2])
             last_is_softmax = False
         elif kind == "Dense":
             if "bias" in wt:
