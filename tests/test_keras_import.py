@@ -296,3 +296,35 @@ def test_binary_sigmoid_output_becomes_two_class_softmax(tmp_path):
     p = model.predict(REFERENCE["x"])
     np.testing.assert_allclose(p[:, 1], 1 / (1 + np.exp(-z[:, 0])), atol=1e-6)
     np.testing.assert_allclose(p.sum(axis=1), 1, atol=1e-6)
+
+
+def test_global_pooling_model_at_another_image_size(tmp_path):
+    """A model without Flatten takes any image size: --image-size / input_shape rebuilds it at that size."""
+    import io
+
+    path = tmp_path / "gap.keras"
+    with zipfile.ZipFile(FIXTURES / "keras3.keras") as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "config.json":
+                config = json.loads(data)
+                flatten = config["config"]["layers"][5]
+                assert flatten["class_name"] == "Flatten"
+                flatten.update(class_name="GlobalAveragePooling2D")
+                data = json.dumps(config).encode()
+            elif info.filename == "model.weights.h5":
+                buffer = io.BytesIO(data)
+                with h5py.File(buffer, "r+") as f:
+                    kernel = f["layers/dense/vars/0"][:64]
+                    del f["layers/dense/vars/0"], f["layers/flatten"]
+                    f["layers/dense/vars/0"] = kernel
+                    f.create_group("layers/global_average_pooling2d/vars")
+                data = buffer.getvalue()
+            dst.writestr(info, data)
+    small = load_keras_model(path)
+    large = load_keras_model(path, input_shape=(40, 24))
+    assert small.input_shape == (None, 16, 16, 3) and large.input_shape == (None, 40, 24, 3)
+    for a, b in zip(small.get_weights(), large.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).random((2, 40, 24, 3), dtype=np.float32)
+    assert large.predict(x).shape == (2, 3)
