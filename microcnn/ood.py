@@ -22,6 +22,8 @@ covariance small. Everything stored is a few float32 tensors plus JSON-able sett
 get_tensors); nothing is pickled.
 """
 
+import hashlib
+
 import numpy as np
 
 from . import _core
@@ -214,7 +216,7 @@ class OODDetector:
                 "quantile_levels": len(QUANTILE_LEVELS),
                 "quantiles": [float(q) for q in self.quantiles], "feature_dim": self.feature_dim,
                 "num_classes": self.num_classes, "sketch_dim": self.sketch_dim, "k": self.k,
-                "bank_size": self.bank_size, "seed": self.seed}
+                "bank_size": self.bank_size, "seed": self.seed, "sha256": tensors_digest(self.tensors)}
 
     def get_tensors(self):
         return dict(self.tensors)
@@ -251,6 +253,9 @@ class OODDetector:
         detector.quantiles = np.asarray(quantiles, np.float64)
         if not np.all(np.isfinite(detector.quantiles)) or np.any(np.diff(detector.quantiles) < 0):
             raise ValueError("'ood' quantiles must be finite and non-decreasing")
+        detector.digest = config.get("sha256")
+        if not isinstance(detector.digest, str):
+            raise ValueError(f"'ood' sha256 must be a string, got {detector.digest!r}")  # noqa: TRY004
         detector.accept = check_accept(config.get("accept"), "'ood' accept")
         detector.threshold = detector.threshold_for(detector.accept)
         return detector
@@ -269,11 +274,24 @@ class OODDetector:
                                  f"{tuple('N' if s is None else s for s in shape)}")
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"tensor {name!r} holds non-finite values")
+        if getattr(self, "digest", None) is not None and tensors_digest(tensors) != self.digest:
+            raise ValueError("the tensors' SHA-256 does not match config.json's 'ood' entry: the file was "
+                             "modified or belongs to another model")
         self.tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
         return self
 
     def __repr__(self):
         return f"<OODDetector method={self.method!r} accept={self.accept} threshold={self.threshold}>"
+
+
+def tensors_digest(tensors):
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order: any edit changes it."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        value = np.ascontiguousarray(tensors[name])
+        digest.update(f"{name}:{value.dtype.str}:{value.shape};".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 def _int_field(config, key, minimum):

@@ -111,6 +111,11 @@ def test_tampered_or_missing_detector_file_is_refused_naming_it(trained, tmp_pat
     path.write_bytes(save({"bank": bank}, metadata={**header_meta, "save_id": save_id}))  # edited values
     with pytest.raises(ValueError, match="ood.safetensors.*non-finite"):
         microcnn.load_model(tmp_path / "m")
+    bank = model.ood.tensors["bank"].copy()
+    bank[0, 0] += 0.25
+    path.write_bytes(save({"bank": bank}, metadata={**header_meta, "save_id": save_id}))  # a value edited
+    with pytest.raises(ValueError, match="ood.safetensors.*SHA-256"):
+        microcnn.load_model(tmp_path / "m")
     path.unlink()
     with pytest.raises(FileNotFoundError, match="ood.safetensors"):
         microcnn.load_model(tmp_path / "m")
