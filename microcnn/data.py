@@ -263,28 +263,50 @@ class BatchIterator:
         self.shuffle = shuffle
         self.augmenter = augmenter
         self.rng = np.random.default_rng(seed)
+        # Where the iteration is, for a checkpoint at any point (see get_state): epochs begun, the shuffle
+        # generator's state when the current one began, and the augmenter's state before its latest batch.
+        self.epochs_begun = 0
+        self._epoch_start = self.rng.bit_generator.state
+        self._augment_before = (0, None)
+        self._skip = 0
 
     def __len__(self):
         return (len(self.x) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
         n = len(self.x)
+        self._epoch_start = self.rng.bit_generator.state
+        self.epochs_begun += 1
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
-        for start in range(0, n, self.batch_size):
+        first, self._skip = self._skip, 0
+        for i, start in enumerate(range(first * self.batch_size, n, self.batch_size), first):
             idx = np.sort(order[start:start + self.batch_size])  # sorted: sequential reads, same set
             xb = self.x[idx]
             xb = images.scale_8bit(xb) if xb.dtype == np.uint8 else np.ascontiguousarray(xb)
             if self.augmenter is not None:
+                self._augment_before = (i, self.augmenter.get_state())
                 xb = self.augmenter(xb)
             yield xb, self.y[idx]
 
-    def get_state(self):
-        """Generator states (shuffle, augmentation) for a resumable checkpoint."""
-        return {"shuffle": self.rng.bit_generator.state,
-                "augment": self.augmenter.get_state() if self.augmenter is not None else None}
+    def get_state(self, batches_done=None):
+        """The generator states (shuffle, augmentation) that continue the iteration after `batches_done`
+        batches of the current epoch (None: between epochs), for a resumable checkpoint."""
+        augment = self.augmenter.get_state() if self.augmenter is not None else None
+        if batches_done is None:
+            return {"epoch": self.epochs_begun, "batches_done": 0, "shuffle": self.rng.bit_generator.state,
+                    "augment": augment}
+        index, before = self._augment_before
+        if self.augmenter is not None and index == batches_done and before is not None:
+            augment = before  # that batch was drawn but its step never applied: it is drawn again
+        return {"epoch": self.epochs_begun - 1, "batches_done": int(batches_done), "shuffle": self._epoch_start,
+                "augment": augment}
 
     def set_state(self, state):
+        """Continue from get_state(): the next iteration replays the epoch's shuffle and starts after the
+        batches already done."""
         self.rng.bit_generator.state = state["shuffle"]
+        self.epochs_begun = int(state.get("epoch", 0))
+        self._skip = int(state.get("batches_done", 0))
         if self.augmenter is not None and state.get("augment") is not None:
             self.augmenter.set_state(state["augment"])
 

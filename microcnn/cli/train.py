@@ -16,7 +16,7 @@ from ..augment import ImageAugmenter
 from ..data import COLOR_MODES, FolderDataset
 from ..images import describe
 from ..presets import available_presets
-from . import _report
+from . import _report, _resume
 from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -37,8 +37,6 @@ from ._training import (
     build_compiled_model,
     class_weights_for,
     learning_rate_for,
-    restore_rng_state,
-    rng_state,
     training_callbacks,
 )
 
@@ -133,8 +131,6 @@ def _main(argv):
     else:
         model = microcnn.load_model(out / CHECKPOINT)
         state = resume["resume"]
-        train.set_state(state["iterator"])
-        restore_rng_state(state["global_rng"])
         tracker = Tracker(len(train), settings["epochs"], validation is not None, state["history"],
                           state["best_epoch"], state["best"])
         if state["best_epoch"] is not None and (out / "config.json").exists():
@@ -148,7 +144,10 @@ def _main(argv):
     start = tracker.epochs_completed
     threads = microcnn._core.get_num_threads()
     class_weight = class_weights_for(settings["class_weight"], ds)
-    callbacks = [tracker] + training_callbacks(settings, validation is not None)
+    extra_callbacks = training_callbacks(settings, validation is not None)
+    callbacks = [tracker] + extra_callbacks
+    if resume is not None:
+        callbacks.append(_resume.restore(model, train, resume["resume"], extra_callbacks))
     schedule = "" if settings["schedule"] == "constant" else f" ({settings['schedule']} schedule)"
     print(f"{'Resuming' if resume else 'Training'} {settings['arch']} ({model.count_params():,} parameters) "
           f"from epoch {start + 1} to {settings['epochs']}: batch {settings['batch_size']}, Adam lr "
@@ -164,7 +163,7 @@ def _main(argv):
     except KeyboardInterrupt:
         tracker.close()
         print("\nInterrupted: saving a checkpoint ...", file=sys.stderr, flush=True)
-        _save_checkpoint(model, out, metadata, tracker, train)
+        _save_checkpoint(model, out, metadata, _resume.capture(model, train, tracker, extra_callbacks))
         _finish(model, ds, tracker, out, metadata, validation)
         print(f"Checkpoint saved in {out / CHECKPOINT}/; run the same command with --resume to continue.",
               file=sys.stderr)
@@ -247,9 +246,7 @@ def _read_checkpoint(out):
     return metadata
 
 
-def _save_checkpoint(model, out, metadata, tracker, train):
-    state = {"history": tracker.history, "best_epoch": tracker.best_epoch, "best": tracker.best,
-             "iterator": train.get_state(), "global_rng": rng_state()}
+def _save_checkpoint(model, out, metadata, state):
     model.save(out / CHECKPOINT, metadata={**metadata, "resume": state}, include_optimizer=True)
 
 
