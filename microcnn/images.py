@@ -26,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 PREPROCESSING_VERSION = 1
 HIGH_DEPTH_PERCENTILES = (0.1, 99.9)
+_SCALED_LIMIT = 1e4  # bound of a scaled high-bit-depth value (normal images give about [0, 1])
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
 _TYPE_MAX = {"I": 2.0**31 - 1, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
@@ -166,20 +167,29 @@ def high_depth_range(arrays):
     computed on at most ~8M evenly strided values so a large dataset costs little and stays deterministic."""
     flat = np.concatenate([a.reshape(-1) for a in arrays])
     step = max(1, flat.size // 8_000_000)
-    low, high = np.percentile(flat[::step], HIGH_DEPTH_PERCENTILES)
+    low, high = np.percentile(flat[::step].astype(np.float64), HIGH_DEPTH_PERCENTILES)  # no f32 overflow
     low, high = float(low), float(high)
     if not high > low:
-        high = low + 1.0
+        high = low + max(1.0, abs(low) * 1e-6)  # + 1.0 alone vanishes next to a value like 3e38
     return low, high
 
 
 def scale_high_depth(pixels, mode, preprocessing):
     """float32 raw values -> float32 scaled by the rule in the module docstring."""
     rng = preprocessing.get("high_depth_range")
-    if rng is not None:
-        low, high = rng
-        return (pixels - np.float32(low)) * np.float32(1.0 / (high - low))
-    return pixels * np.float32(1.0 / _TYPE_MAX.get(mode, 1.0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        if rng is not None:
+            low, high = rng
+            scaled = (pixels - np.float32(low)) * np.float32(1.0 / (high - low))
+        else:
+            low, high = 0.0, _TYPE_MAX.get(mode, 1.0)
+            scaled = pixels * np.float32(1.0 / high)
+    if not np.isfinite(scaled).all():
+        # Float images may hold values near float32's limit (+-3.4e38), where the subtraction overflows: redo
+        # it in float64; the result is bounded, so an extreme pixel is a large input, never Inf or NaN.
+        scaled = (pixels.astype(np.float64) - low) / (float(high) - float(low))
+        scaled = np.clip(np.nan_to_num(scaled, nan=0.0), -_SCALED_LIMIT, _SCALED_LIMIT).astype(np.float32)
+    return np.clip(scaled, -_SCALED_LIMIT, _SCALED_LIMIT, out=scaled)
 
 
 def to_model_input(decoded, preprocessing):

@@ -337,6 +337,14 @@ def _check_tensors(path, tensors, expected, what="the model in config.json"):
             _fail(path, f"tensor {name!r} has dtype {value.dtype}, expected {np.dtype(dtype)}")
         if tuple(value.shape) != tuple(shape):
             _fail(path, f"tensor {name!r} has shape {tuple(value.shape)}, but {what} needs {tuple(shape)}")
+        _check_finite(path, name, value)
+
+
+def _check_finite(path, name, value):
+    if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+        bad = int(np.count_nonzero(~np.isfinite(value)))
+        _fail(path, f"tensor {name!r} holds {bad} non-finite value(s) (NaN or Inf): the file is damaged or was "
+                    f"saved from a diverged training run")
 
 
 def load_model(dirpath, compile=True):
@@ -381,6 +389,7 @@ def load_model(dirpath, compile=True):
             for name, value in state.items():
                 if name != "iterations" and value.dtype != np.float32:
                     _fail(paths[OPTIMIZER], f"tensor {name!r} has dtype {value.dtype}, expected float32")
+                _check_finite(paths[OPTIMIZER], name, value)
             try:
                 model.optimizer.set_state(state, live)
             except ValueError as exc:

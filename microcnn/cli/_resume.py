@@ -61,3 +61,19 @@ def restore(model, train, state, callbacks):
         model._resume_epoch_totals = state["epoch_totals"]
     restore_rng_state(state["global_rng"])
     return _RestoreCallbacks(callbacks, state.get("callbacks") or [{} for _ in callbacks])
+
+
+def check_optimizer_state(model, path):
+    """A checkpoint's optimizer must hold every slot of every trainable weight once it has taken a step (the
+    library accepts missing slots -- a weight unfrozen later has none -- but a microcnn-train checkpoint never
+    lacks one, so a missing tensor means a damaged file)."""
+    optimizer = model.optimizer
+    if optimizer.iterations == 0 or not optimizer.slot_names:
+        return
+    for key, layer, w in model.weight_entries():
+        if w in layer.trainable_weight_names:
+            have = optimizer._slots.get(key, {})
+            missing = [s for s in optimizer.slot_names if s not in have]
+            if missing:
+                raise ValueError(f"{path}: missing tensor '{key}.{missing[0]}' of the optimizer state (the "
+                                 f"checkpoint is incomplete; start again with --overwrite)")

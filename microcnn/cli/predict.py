@@ -103,6 +103,11 @@ def _main(argv):
         if len(ok):
             probs = model.predict(x, batch_size=args.batch_size)
             for path, p in zip(ok, probs):
+                if not np.isfinite(p).all():
+                    print(f"{PROG}: {path}: the model gave non-finite scores for this image (its values are "
+                          f"beyond what the network can compute with)", file=sys.stderr)
+                    failures += 1
+                    continue
                 order = np.argsort(-p, kind="stable")[:k]
                 writer.write(str(path), [(class_names[i], float(p[i])) for i in order])
     writer.close()

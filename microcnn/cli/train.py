@@ -18,6 +18,7 @@ from ..images import describe
 from ..presets import available_presets
 from . import _report, _resume
 from ._common import (
+    EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
     ArgumentParser,
@@ -33,6 +34,8 @@ from ._common import (
     set_threads,
 )
 from ._training import (
+    NonFiniteError,
+    StopOnNonFinite,
     Tracker,
     build_compiled_model,
     class_weights_for,
@@ -130,6 +133,7 @@ def _main(argv):
         tracker = Tracker(len(train), settings["epochs"], validation is not None)
     else:
         model = microcnn.load_model(out / CHECKPOINT)
+        _resume.check_optimizer_state(model, out / CHECKPOINT / "optimizer.safetensors")
         state = resume["resume"]
         tracker = Tracker(len(train), settings["epochs"], validation is not None, state["history"],
                           state["best_epoch"], state["best"])
@@ -145,7 +149,8 @@ def _main(argv):
     threads = microcnn._core.get_num_threads()
     class_weight = class_weights_for(settings["class_weight"], ds)
     extra_callbacks = training_callbacks(settings, validation is not None)
-    callbacks = [tracker] + extra_callbacks
+    guard = StopOnNonFinite(keep_last_good=validation is None)
+    callbacks = [guard, tracker] + extra_callbacks
     if resume is not None:
         callbacks.append(_resume.restore(model, train, resume["resume"], extra_callbacks))
     schedule = "" if settings["schedule"] == "constant" else f" ({settings['schedule']} schedule)"
@@ -168,11 +173,30 @@ def _main(argv):
         print(f"Checkpoint saved in {out / CHECKPOINT}/; run the same command with --resume to continue.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except NonFiniteError as e:
+        tracker.close()
+        return _stop_non_finite(e, model, ds, tracker, guard, out, metadata, validation, settings)
     print(f"Trained {tracker.epochs_completed - start} epoch(s) in {time.perf_counter() - t0:.1f} s")
     _finish(model, ds, tracker, out, metadata, validation)
     if (out / CHECKPOINT).exists():
         shutil.rmtree(out / CHECKPOINT)  # the run it could resume has finished
     return EXIT_OK
+
+
+def _stop_non_finite(error, model, ds, tracker, guard, out, metadata, validation, settings):
+    """A NaN/Inf loss or weight: keep the last good model (the best epoch's, or without validation the last
+    finite epoch's), never the broken weights, and exit 1 with one line saying what happened."""
+    if tracker.best_weights is None and guard.last_good is not None:
+        tracker.best_weights = guard.last_good
+    kept = ""
+    if tracker.best_weights is not None:
+        _finish(model, ds, tracker, out, metadata, validation)
+        kept = f"; kept the model of the last good epoch in {out}/"
+    else:
+        tracker.history = {k: [] for k in tracker.history}  # nothing good to save
+    print(f"{PROG}: error: {error}: training stopped (try a lower --lr than {settings['lr']:g}, or check the "
+          f"images for extreme values){kept}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def _progress(items, total, split):
