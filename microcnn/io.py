@@ -239,8 +239,10 @@ def _fail(path, problem):
 def _read_config(path):
     try:
         config = json.loads(_read_bytes(path).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also a number too long to convert
         _fail(path, f"not valid JSON ({exc})")
+    except RecursionError:
+        _fail(path, "not valid JSON (nested too deeply)")
     if not isinstance(config, dict):
         _fail(path, f"expected a JSON object, got {type(config).__name__}")
     if config.get("format") != FORMAT:

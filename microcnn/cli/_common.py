@@ -54,6 +54,10 @@ def image_size(text):
         values = []
     if len(values) not in (1, 2) or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHTxWIDTH in pixels, e.g. 150 or 120x160, got {text!r}")
+    from ._metadata import MAX_IMAGE_SIDE
+
+    if max(values) > MAX_IMAGE_SIDE:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_IMAGE_SIDE} pixels a side, got {text!r}")
     return (values[0], values[-1])
 
 

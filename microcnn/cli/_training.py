@@ -173,3 +173,28 @@ class StopOnNonFinite(Callback):
                 raise NonFiniteError(f"the validation loss became {logs[key]} in epoch {epoch + 1}")
         if self.keep_last_good:
             self.last_good = self.model.get_weights()
+
+
+def image_size_problem(arch, size, channels=1):
+    """None when the preset `arch` takes images of size (H, W), else a sentence giving the smallest size it
+    takes (its pooling layers need a minimum). Builds without random draws or lasting layer names."""
+    from ..layers import base
+    from ..presets import build_model
+
+    def fits(h, w):
+        counts = dict(base._NAME_COUNTS)
+        try:
+            with base.skip_initialization():
+                build_model(arch, (h, w, channels), 2)
+            return True
+        except ValueError:
+            return False
+        finally:
+            base._NAME_COUNTS.clear()
+            base._NAME_COUNTS.update(counts)
+
+    if fits(*size):
+        return None
+    smallest = next((s for s in range(1, 257) if fits(max(s, size[0]), max(s, size[1]))), None)
+    need = f"at least {smallest}x{smallest} pixels" if smallest else "larger images"
+    return f"the {arch} architecture needs images of {need}, got {size[0]}x{size[1]}"

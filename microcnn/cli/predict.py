@@ -14,6 +14,7 @@ import numpy as np
 
 from ..data import preprocess_for_prediction, walk_files
 from ..images import readable_extensions
+from . import _metadata
 from ._common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -60,10 +61,12 @@ def load_trained_model(path):
 
     model = load_model(path, compile=False)
     meta = model.metadata or {}
-    if "class_names" not in meta or "preprocessing" not in meta:
-        raise RuntimeError(f"{path}: this model has no class names/preprocessing in its metadata; "
+    config = Path(path) / "config.json"
+    if "class_names" not in meta and "preprocessing" not in meta:
+        raise RuntimeError(f"{config}: this model has no class names or preprocessing in its metadata; "
                            f"was it trained with microcnn-train?")
-    return model, list(meta["class_names"]), meta["preprocessing"]
+    names = _metadata.check_class_names(meta, config, model.output_shape[-1])
+    return model, list(names), _metadata.check_preprocessing(meta, config, model.input_shape[1:])
 
 
 def collect_images(paths):

@@ -16,7 +16,7 @@ from ..augment import ImageAugmenter
 from ..data import COLOR_MODES, FolderDataset
 from ..images import describe
 from ..presets import available_presets
-from . import _report, _resume
+from . import _metadata, _report, _resume
 from ._common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -39,6 +39,7 @@ from ._training import (
     Tracker,
     build_compiled_model,
     class_weights_for,
+    image_size_problem,
     learning_rate_for,
     training_callbacks,
 )
@@ -108,6 +109,9 @@ def _main(argv):
     _check_out(out, dataset, args)
     resume = _read_checkpoint(out) if args.resume else None
     settings = _settings(args, resume)
+    problem = image_size_problem(settings["arch"], tuple(settings["image_size"]))
+    if problem:
+        raise UsageError(f"--image-size: {problem}")
 
     import microcnn
 
@@ -133,6 +137,8 @@ def _main(argv):
         tracker = Tracker(len(train), settings["epochs"], validation is not None)
     else:
         model = microcnn.load_model(out / CHECKPOINT)
+        _metadata.check_class_names(resume, out / CHECKPOINT / "config.json", model.output_shape[-1])
+        _metadata.check_preprocessing(resume, out / CHECKPOINT / "config.json", model.input_shape[1:])
         _resume.check_optimizer_state(model, out / CHECKPOINT / "optimizer.safetensors")
         state = resume["resume"]
         tracker = Tracker(len(train), settings["epochs"], validation is not None, state["history"],
@@ -234,7 +240,7 @@ def _is_ours(folder):
     try:
         config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
         return config.get("metadata", {}).get("trained_by") == MARKER
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 
@@ -261,13 +267,12 @@ def _check_out(out, dataset, args):
 
 
 def _read_checkpoint(out):
-    import json
-
-    config = json.loads((out / CHECKPOINT / "config.json").read_text(encoding="utf-8"))
-    metadata = config.get("metadata") or {}
-    if metadata.get("trained_by") != MARKER or "resume" not in metadata:
+    path = out / CHECKPOINT / "config.json"
+    config = _metadata.read_json(path)
+    metadata = config.get("metadata") if isinstance(config, dict) else None
+    if not isinstance(metadata, dict) or metadata.get("trained_by") != MARKER or "resume" not in metadata:
         raise RuntimeError(f"{out / CHECKPOINT}: not a checkpoint written by {PROG}")
-    return metadata
+    return _metadata.check_checkpoint(metadata, path)
 
 
 def _save_checkpoint(model, out, metadata, state):
