@@ -74,7 +74,7 @@ def _nested(config):
 
 
 def _first(tensors):
-    return sorted(k for k in tensors if tensors[k].ndim)[0]
+    return min(k for k in tensors if tensors[k].ndim)
 
 
 MODEL_CASES = {
@@ -137,17 +137,17 @@ def test_a_tampered_model_is_refused_naming_file_and_key(trained, tmp_path, caps
 
 
 def _drop_slots(tensors):
-    weight = sorted(k for k in tensors if k.endswith(".m"))[0][:-2]
+    weight = min(k for k in tensors if k.endswith(".m"))[:-2]
     del tensors[weight + ".m"], tensors[weight + ".v"]
 
 
 CHECKPOINT_CASES = {
     "optimizer slot missing": (lambda d: _edit_tensors(d, "optimizer.safetensors", lambda t: t.pop(
-        sorted(k for k in t if k.endswith(".m"))[0])), "optimizer.safetensors", "lacks m"),
+        min(k for k in t if k.endswith(".m")))), "optimizer.safetensors", "lacks m"),
     "optimizer tensors of a weight missing": (lambda d: _edit_tensors(d, "optimizer.safetensors", _drop_slots),
                                               "optimizer.safetensors", "missing tensor"),
-    "optimizer NaN": (lambda d: _edit_tensors(d, "optimizer.safetensors", lambda t: t[sorted(
-        k for k in t if k.endswith(".v"))[0]].reshape(-1).__setitem__(0, np.nan)), "optimizer.safetensors",
+    "optimizer NaN": (lambda d: _edit_tensors(d, "optimizer.safetensors", lambda t: t[min(
+        k for k in t if k.endswith(".v"))].reshape(-1).__setitem__(0, np.nan)), "optimizer.safetensors",
         "non-finite"),
     "lr a string": (lambda d: _edit_config(d, _meta("training.lr", "fast")), "config.json", "'training.lr'"),
     "image_size huge": (lambda d: _edit_config(d, _meta("training.image_size", [100000, 100000])), "config.json",
