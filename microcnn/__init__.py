@@ -1,6 +1,11 @@
 """microcnn: small, fast convolutional networks for folders of labelled images."""
 
 import os as _os
+
+from .cli._safety import quiet_interrupt_at_startup as _quiet_interrupt_at_startup
+
+_quiet_interrupt_at_startup()  # first: a Ctrl-C while the command-line tools load is one line, not a traceback
+
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 

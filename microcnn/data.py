@@ -81,6 +81,18 @@ def _scan_split(folder, class_names=None):
     return found, non_images
 
 
+def printable_name(name):
+    """A file name for one line of output: control characters (a newline in a name) as escapes."""
+    text = str(name)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return "".join(repr(c)[1:-1] if ord(c) < 32 or ord(c) == 127 else c for c in text)
+    return text
+
+
+def _holds_class_dirs(folder):
+    return folder.is_dir() and bool(_list_class_dirs(folder))
+
+
 def scan(directory, validation_split=None, seed=0):
     """Finds the layout and files. Returns (class_names, {"train": [(path, label)], "validation": [...]},
     non_image_paths). validation_split: fraction held out when DIR has no validation folder (default 0.2
@@ -90,9 +102,11 @@ def scan(directory, validation_split=None, seed=0):
         raise DatasetError(f"{root}: not a directory")
     if validation_split is not None and not 0 < validation_split < 1:
         raise DatasetError(f"validation_split: expected a fraction between 0 and 1, got {validation_split}")
+    # train/ and validation/ are layout folders only when they hold class folders; a folder of images named
+    # "train" or "val" in a DIR/<class>/ dataset is a class like any other.
     train_dir = root / "train"
-    val_dir = next((root / n for n in VALIDATION_DIR_NAMES if (root / n).is_dir()), None)
-    if train_dir.is_dir():
+    val_dir = next((root / n for n in VALIDATION_DIR_NAMES if _holds_class_dirs(root / n)), None)
+    if _holds_class_dirs(train_dir):
         train, non_images = _scan_split(train_dir)
         if val_dir is not None and validation_split is not None:
             raise DatasetError(f"{root}: has a {val_dir.name}/ folder, so validation_split does not apply; "
@@ -144,7 +158,7 @@ class LoadReport:
 
     def summary(self, root=None):
         def rel(p):
-            return os.path.relpath(p, root) if root is not None else str(p)
+            return printable_name(os.path.relpath(p, root) if root is not None else p)
 
         n_train, n_val = sum(self.counts["train"]), sum(self.counts["validation"])
         lines = [(f"Found {n_train + n_val} images in {len(self.class_names)} classes "

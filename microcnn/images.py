@@ -19,6 +19,8 @@ The rule, stored as the model's `preprocessing` dict and applied again by `micro
 """
 
 import contextlib
+import os
+import stat
 import warnings
 
 import numpy as np
@@ -69,6 +71,9 @@ def decode(path, image_size):
     Pillow's own warnings are left to the caller (see quiet_decoder_warnings)."""
     height, width = image_size
     try:
+        # Only regular files: opening a FIFO named *.png would wait forever for a writer.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ImageDecodeError("not a regular file (a FIFO, socket or device); skipped")
         with Image.open(path) as im:
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that (and raises above); treat both as a
             # possible decompression bomb and skip the file, whatever the warning filters say.

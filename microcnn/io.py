@@ -60,10 +60,15 @@ def _fsync_dir(path):
 
 
 def _write_file(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        if e.filename is None and e.errno is not None:  # ENOSPC from write() names no file: name it
+            raise type(e)(e.errno, e.strerror or os.strerror(e.errno), path) from None
+        raise
 
 
 def _safetensors_bytes(tensors, save_id, content):

@@ -21,8 +21,13 @@ def write_atomic(path, text):
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            if e.filename is None and e.errno is not None:  # ENOSPC names no file: name the one written
+                raise type(e)(e.errno, e.strerror or os.strerror(e.errno), os.fspath(path)) from None
+            raise
         os.chmod(tmp, _umask_mode())  # mkstemp makes 0600 files; these are ordinary outputs
         os.replace(tmp, path)
     except BaseException:

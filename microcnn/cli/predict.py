@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import preprocess_for_prediction, walk_files
+from ..data import printable_name as escape
 from ..images import readable_extensions
 from . import _metadata
 from ._common import (
@@ -95,19 +96,19 @@ def _main(argv):
     files, missing = collect_images(args.paths)
     failures = 0
     for path in missing:
-        print(f"{PROG}: {path}: no such file or directory", file=sys.stderr)
+        print(f"{PROG}: {escape(path)}: no such file or directory", file=sys.stderr)
         failures += 1
     writer = _Writer(args.format, k, sys.stdout)
     for start in range(0, len(files), args.batch_size):
         x, ok, failed = preprocess_for_prediction(files[start:start + args.batch_size], preprocessing)
         for path, reason in failed:
-            print(f"{PROG}: {path}: {reason}", file=sys.stderr)
+            print(f"{PROG}: {escape(path)}: {reason}", file=sys.stderr)
         failures += len(failed)
         if len(ok):
             probs = model.predict(x, batch_size=args.batch_size)
             for path, p in zip(ok, probs):
                 if not np.isfinite(p).all():
-                    print(f"{PROG}: {path}: the model gave non-finite scores for this image (its values are "
+                    print(f"{PROG}: {escape(path)}: the model gave non-finite scores for this image (its values are "
                           f"beyond what the network can compute with)", file=sys.stderr)
                     failures += 1
                     continue
@@ -134,6 +135,7 @@ class _Writer:
 
     def write(self, path, ranked):
         if self.fmt == "text":
+            path = escape(path)  # a newline in a file name must not split the line
             if self.k == 1:
                 print(f"{path}: {ranked[0][0]} ({ranked[0][1]:.4f})", file=self.stream)
             else:

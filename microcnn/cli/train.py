@@ -5,7 +5,6 @@ weights.safetensors, with class names and preprocessing in its metadata), histor
 with matplotlib, curves.png and confusion.png. Ctrl-C saves a resumable checkpoint in OUT/checkpoint/.
 """
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,8 @@ from ..augment import ImageAugmenter
 from ..data import COLOR_MODES, FolderDataset
 from ..images import describe
 from ..presets import available_presets
-from . import _metadata, _report, _resume
+from ..training import _defer_keyboard_interrupt as defer_keyboard_interrupt
+from . import _metadata, _report, _resume, _safety
 from ._common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -96,7 +96,7 @@ def build_parser():
 
 
 def main(argv=None):
-    return run(PROG, _main, argv)
+    return run(PROG, _main, argv, keep_going_without_stdout=True)
 
 
 def _main(argv):
@@ -146,6 +146,8 @@ def _main(argv):
         if state["best_epoch"] is not None and (out / "config.json").exists():
             tracker.best_weights = microcnn.load_model(out, compile=False).get_weights()
 
+    # The model and a checkpoint (weights, Adam's two moments) must fit: found now, not after training.
+    _safety.check_free_space(out, 16 * model.count_params() + 10**6, "saving the model and a checkpoint")
     metadata = {
         "trained_by": MARKER, "class_names": ds.class_names, "preprocessing": ds.preprocessing,
         "arch": settings["arch"], "training": {**settings, "dataset": str(dataset.resolve()),
@@ -174,8 +176,9 @@ def _main(argv):
     except KeyboardInterrupt:
         tracker.close()
         print("\nInterrupted: saving a checkpoint ...", file=sys.stderr, flush=True)
-        _save_checkpoint(model, out, metadata, _resume.capture(model, train, tracker, extra_callbacks))
-        _finish(model, ds, tracker, out, metadata, validation)
+        with defer_keyboard_interrupt():  # a second Ctrl-C waits for the saves
+            _save_checkpoint(model, out, metadata, _resume.capture(model, train, tracker, extra_callbacks))
+            _finish(model, ds, tracker, out, metadata, validation)
         print(f"Checkpoint saved in {out / CHECKPOINT}/; run the same command with --resume to continue.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -183,9 +186,12 @@ def _main(argv):
         tracker.close()
         return _stop_non_finite(e, model, ds, tracker, guard, out, metadata, validation, settings)
     print(f"Trained {tracker.epochs_completed - start} epoch(s) in {time.perf_counter() - t0:.1f} s")
-    _finish(model, ds, tracker, out, metadata, validation)
-    if (out / CHECKPOINT).exists():
-        shutil.rmtree(out / CHECKPOINT)  # the run it could resume has finished
+    try:
+        with defer_keyboard_interrupt():  # Ctrl-C now would lose the trained model: it waits for the save
+            _finish(model, ds, tracker, out, metadata, validation)
+            _safety.remove_checkpoint(out / CHECKPOINT, _is_ours)  # the run it could resume has finished
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted after the model was saved completely", file=sys.stderr)
     return EXIT_OK
 
 
@@ -255,6 +261,7 @@ def _check_out(out, dataset, args):
         if not (out / CHECKPOINT / "config.json").exists():
             raise RuntimeError(f"{out / CHECKPOINT}: no checkpoint to resume (one is saved when training is "
                                f"interrupted with Ctrl-C)")
+        _safety.probe_writable(out)
         return
     if out.is_dir() and any(out.iterdir()):
         if not args.overwrite:
@@ -262,8 +269,8 @@ def _check_out(out, dataset, args):
             raise RuntimeError(f"--out {out}: already contains {what}; pass --overwrite to replace the model "
                                f"(other files are kept), --resume to continue an interrupted run, or choose "
                                f"another --out")
-        if _is_ours(out / CHECKPOINT):
-            shutil.rmtree(out / CHECKPOINT)
+        _safety.remove_checkpoint(out / CHECKPOINT, _is_ours)
+    _safety.probe_writable(out)
 
 
 def _read_checkpoint(out):
