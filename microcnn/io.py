@@ -29,6 +29,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 import uuid
 
 import numpy as np
@@ -319,8 +320,8 @@ def _read_safetensors(path, save_id, content):
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("content") != content:
         _fail(path, f"not a microcnn {content} file (metadata {meta!r})")
     if save_id is not None and meta.get("save_id") != save_id:
-        _fail(path, f"belongs to a different save than {CONFIG} (save id {meta.get('save_id')!r}, "
-                    f"expected {save_id!r}): the directory mixes files of two saves")
+        raise MixedSaveError(f"{path}: belongs to a different save than {CONFIG} (save id "
+                             f"{meta.get('save_id')!r}, expected {save_id!r}): the directory mixes files of two saves")
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
@@ -354,16 +355,37 @@ def _check_finite(path, name, value):
                     f"saved from a diverged training run")
 
 
+class MixedSaveError(ValueError):
+    """The files read belong to different saves (as while another process saves into the directory)."""
+
+
+LOAD_ATTEMPTS = 20
+
+
 def load_model(dirpath, compile=True):
     """Rebuild a model saved with `model.save(dirpath)`: architecture, weights, `model.metadata`, and (with
-    compile=True) the compiled optimizer, loss and metrics with the optimizer state for resuming."""
-    from . import optimizers as _optimizers
+    compile=True) the compiled optimizer, loss and metrics with the optimizer state for resuming.
 
+    A save by another process moves files while they are read: a file that vanishes or files of two saves
+    mean that a save was rolling forward, so the load starts again (up to LOAD_ATTEMPTS times, a few
+    milliseconds apart) and returns one committed save, whole."""
     dirpath = os.fspath(dirpath)
     if not os.path.exists(dirpath):
         raise FileNotFoundError(f"{dirpath}: no such model directory")
     if not os.path.isdir(dirpath):
         raise NotADirectoryError(f"{dirpath}: not a directory (a microcnn model is a directory)")
+    for attempt in range(LOAD_ATTEMPTS):
+        try:
+            return _load_model_once(dirpath, compile)
+        except (FileNotFoundError, MixedSaveError):
+            if attempt == LOAD_ATTEMPTS - 1:
+                raise
+            time.sleep(0.005 * (attempt + 1))
+
+
+def _load_model_once(dirpath, compile):
+    from . import optimizers as _optimizers
+
     paths = _resolve(dirpath)
     config = _read_config(paths[CONFIG])
     model = _build_model(paths[CONFIG], config["model"]["config"])
