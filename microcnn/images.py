@@ -28,6 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 PREPROCESSING_VERSION = 1
 HIGH_DEPTH_PERCENTILES = (0.1, 99.9)
+REDUCE_ABOVE_PIXELS = 16_000_000  # larger images are box-reduced right after decoding (_reduce_large)
 _SCALED_LIMIT = 1e4  # bound of a scaled high-bit-depth value (normal images give about [0, 1])
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
@@ -87,9 +88,10 @@ def decode(path, image_size):
                 # (square: EXIF may rotate): several times faster for camera-sized JPEGs.
                 side = max(height, width)
                 im.draft(im.mode, (side, side))
-            im = ImageOps.exif_transpose(im)
+            ImageOps.exif_transpose(im, in_place=True)  # in place: no second copy of a large image
             im.load()
-            return _resize(im, height, width)
+            source_mode = im.mode
+            return _resize(_reduce_large(im, height, width), height, width, source_mode)
     except Image.DecompressionBombError as e:
         raise ImageDecodeError(f"too large for Pillow's decompression-bomb limit ({e})") from None
     except UnidentifiedImageError:
@@ -124,13 +126,33 @@ def decode_many(paths, image_size, progress=None):
         return list(progress(results, len(paths)) if progress else results)
 
 
-def _resize(im, height, width):
+def _reduce_large(im, height, width):
+    """An image above REDUCE_ABOVE_PIXELS, box-averaged by the largest integer factor that keeps it at least
+    twice the target size: the steps after decoding (array copies, channel checks, resampling) then work on a
+    small image, so an 81-megapixel PNG needs about its decoded size in memory instead of several times it.
+    Smaller images are untouched."""
+    factor = min(im.width // (2 * width), im.height // (2 * height))
+    if im.width * im.height <= REDUCE_ABOVE_PIXELS or factor < 2:
+        return im
+    if im.mode in ("L", "LA", "RGB", "RGBA", "CMYK", "I", "F"):
+        return im.reduce(factor)
+    if im.mode.startswith("I;16"):  # Pillow cannot reduce these: block means, a band of rows at a time
+        rows, cols = im.height // factor, im.width // factor
+        out = np.empty((rows, cols), np.float32)
+        for r in range(rows):  # (np.asarray of the whole image would hold two more copies of it)
+            band = np.asarray(im.crop((0, r * factor, cols * factor, (r + 1) * factor))).astype(np.float32)
+            out[r] = band.reshape(factor, cols, factor).mean(axis=(0, 2))
+        return Image.fromarray(out, "F")
+    return im
+
+
+def _resize(im, height, width, source_mode=None):
     mode = im.mode
     if mode in _HIGH_DEPTH_MODES:
         raw = np.asarray(im).astype(np.float32)
         raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
         resized = Image.fromarray(raw).resize((width, height), Image.Resampling.BILINEAR)
-        return DecodedImage(np.asarray(resized, np.float32)[:, :, None].copy(), mode)
+        return DecodedImage(np.asarray(resized, np.float32)[:, :, None].copy(), source_mode or mode)
     if mode == "1":
         im = im.convert("L")
     elif mode == "LA":
