@@ -13,7 +13,7 @@ from PIL import Image
 from test_cli import make_dataset, train_args
 
 import microcnn
-from microcnn import io as model_io
+from microcnn import _atomic
 from microcnn.cli import _report
 from microcnn.cli.predict import main as predict_main
 from microcnn.cli.train import main as train_main
@@ -72,7 +72,7 @@ def test_an_unwritable_out_is_refused_before_any_work(dataset, tmp_path, capsys)
 
 def test_a_full_disk_error_names_the_file():
     with pytest.raises(OSError) as excinfo:
-        model_io._write_file("/dev/full", b"x" * 100000)
+        _atomic.write_synced("/dev/full", b"x" * 100000)
     assert excinfo.value.filename == "/dev/full" and "No space left" in excinfo.value.strerror
 
 
@@ -137,6 +137,8 @@ def test_ctrl_c_while_the_tool_starts_is_one_line(tmp_path):
     # argv[0] as the console script's: the start-up handler is installed by `import microcnn`.
     code = ("import sys, time; sys.argv[0] = 'microcnn-train'; import microcnn; print('ready', flush=True); "
             "import microcnn.cli.train; time.sleep(60)")
+    # A parent that ignores SIGINT (as a background job does) passes that on: start from Python's default.
+    code = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); " + code
     with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           cwd=tmp_path) as proc:
         assert proc.stdout.readline() == "ready\n"

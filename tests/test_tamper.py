@@ -100,7 +100,7 @@ MODEL_CASES = {
                             "input_shape"),
     "stride absurd": (lambda d: _edit_config(d, lambda c: c["model"]["config"]["layers"][0]["config"].update(
         strides=[1, 2**62])), "layer 0: strides"),
-    "layers empty": (lambda d: _edit_config(d, lambda c: c["model"]["config"].update(layers=[])), "'layers'"),
+    "layers empty": (lambda d: _edit_config(d, lambda c: c["model"]["config"].update(layers=[])), "at least one layer"),
     "format_version a string": (lambda d: _edit_config(d, lambda c: c.update(format_version="1")), "format_version"),
     "files wrong": (lambda d: _edit_config(d, lambda c: c.update(files="weights")), "'files'"),
     "deeply nested": (lambda d: (d / "config.json").write_text(

@@ -1,11 +1,10 @@
 """The command-line tools' guards for the user's files and terminal: an output folder is checked writable before
 any work, only the files microcnn-train wrote are ever removed, a closed or broken stdout never stops training,
-and a Ctrl-C while the tools start is one line."""
+and (microcnn/_startup.py) a Ctrl-C while the tools start is one line."""
 
 import errno
 import os
 import shutil
-import signal
 import sys
 import uuid
 from pathlib import Path
@@ -123,18 +122,3 @@ def tolerate_closed_stdout():
         sys.stdout = TolerantStream(sys.stdout)
     if sys.stderr is None:
         sys.stderr = TolerantStream(None)
-
-
-def quiet_interrupt_at_startup():
-    """Ctrl-C before a command's main() runs (while Python and the libraries load): exit 130 with one line,
-    not a KeyboardInterrupt traceback. `_common.run` puts Python's handler back."""
-    if os.path.basename(sys.argv[0] if sys.argv else "").startswith("microcnn-") \
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        def stop(signum, frame):
-            sys.stderr.write(f"{os.path.basename(sys.argv[0])}: interrupted\n")
-            raise SystemExit(130)
-
-        try:
-            signal.signal(signal.SIGINT, stop)
-        except ValueError:  # not the main thread
-            pass
