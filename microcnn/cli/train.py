@@ -54,7 +54,8 @@ dataset layouts (class order = folder names sorted):
   DATASET/train/<class>/*.png  and  DATASET/validation/<class>/*.png   (or valid/, val/)
   DATASET/<class>/*.png        a seeded, stratified --validation-split (default 0.2) is held out
 
-exit status: 0 trained, 1 error, 2 bad command line, 130 interrupted (checkpoint saved; use --resume)
+exit status: 0 trained, 1 error or a NaN/Inf loss (the last good model is kept), 2 bad command line,
+130 interrupted (checkpoint saved; use --resume)
 """
 
 
