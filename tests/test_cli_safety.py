@@ -113,7 +113,7 @@ def _run(args, **kwargs):
 
 def test_training_carries_on_when_stdout_closes(dataset, tmp_path):
     out = tmp_path / "m"
-    with _run(["microcnn.cli.train", *train_args(dataset, out, epochs=2)], cwd=tmp_path) as proc:
+    with _run(["microcnn.cli.train", *train_args(dataset, out, epochs=1)], cwd=tmp_path) as proc:
         proc.stdout.readline()  # `| head -1`
         proc.stdout.close()
         err = proc.stderr.read()

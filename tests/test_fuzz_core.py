@@ -17,7 +17,7 @@ from microcnn import layers as L
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_fuzz_core_cases_in_subprocesses(seed):
-    failures = fuzz_core.run_batches(seed, cases=400, per_process=200)
+    failures = fuzz_core.run_batches(seed, cases=300, per_process=300)
     assert failures == []
 
 

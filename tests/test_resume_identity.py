@@ -48,7 +48,6 @@ POINTS = {
     "inside_a_forward_pass": (Sequential, "_forward", 2, False),
     "in_validation": (Sequential, "_forward", 4, False),  # epoch 1's three steps, then its validation
     "after_augmenting_a_batch": (ImageAugmenter, "__call__", 6, True),
-    "at_an_epoch_start": (_training.Tracker, "on_epoch_begin", 3, False),
 }
 
 
