@@ -283,12 +283,14 @@ class BatchIterator:
         self._epoch_start = self.rng.bit_generator.state
         self._augment_before = (0, None)
         self._skip = 0
+        self._pending = None  # a state from set_state that no iteration has continued yet
 
     def __len__(self):
         return (len(self.x) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
         n = len(self.x)
+        self._pending = None
         self._epoch_start = self.rng.bit_generator.state
         self.epochs_begun += 1
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
@@ -305,6 +307,8 @@ class BatchIterator:
     def get_state(self, batches_done=None):
         """The generator states (shuffle, augmentation) that continue the iteration after `batches_done`
         batches of the current epoch (None: between epochs), for a resumable checkpoint."""
+        if self._pending is not None:  # restored, then stopped again before continuing: the same place
+            return dict(self._pending)
         augment = self.augmenter.get_state() if self.augmenter is not None else None
         if batches_done is None:
             return {"epoch": self.epochs_begun, "batches_done": 0, "shuffle": self.rng.bit_generator.state,
@@ -318,6 +322,7 @@ class BatchIterator:
     def set_state(self, state):
         """Continue from get_state(): the next iteration replays the epoch's shuffle and starts after the
         batches already done."""
+        self._pending = dict(state)
         self.rng.bit_generator.state = state["shuffle"]
         self.epochs_begun = int(state.get("epoch", 0))
         self._skip = int(state.get("batches_done", 0))

@@ -63,3 +63,19 @@ def test_interrupt_then_resume_is_bit_identical(uninterrupted, tmp_path, monkeyp
     for got, expected in zip(microcnn.load_model(out).get_weights(), reference_weights):
         np.testing.assert_array_equal(got, expected)
     assert (out / "history.csv").read_text() == reference_history
+
+
+def test_interrupted_again_before_the_resumed_epoch_continues(uninterrupted, tmp_path, monkeypatch, capsys):
+    dataset, reference_weights, reference_history = uninterrupted
+    out = tmp_path / "m"
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, *POINTS["after_a_batch_step"])
+        assert train_main(_args(dataset, out)) == 130
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, _training.Tracker, "on_epoch_begin", 1)  # before the resumed epoch's first batch
+        assert train_main([str(dataset), "--out", str(out), "--resume", "--threads", "1"]) == 130
+    assert train_main([str(dataset), "--out", str(out), "--resume", "--threads", "1"]) == 0
+    capsys.readouterr()
+    for got, expected in zip(microcnn.load_model(out).get_weights(), reference_weights):
+        np.testing.assert_array_equal(got, expected)
+    assert (out / "history.csv").read_text() == reference_history

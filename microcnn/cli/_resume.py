@@ -33,7 +33,8 @@ def capture(model, train, tracker, callbacks):
     return {
         "history": tracker.history, "best_epoch": tracker.best_epoch, "best": tracker.best,
         "iterator": train.get_state(totals.batches if mid_epoch else None),
-        "epoch_totals": totals.get_state() if mid_epoch else None,
+        # Not yet in the resumed epoch: its totals are still the restored ones, waiting for it.
+        "epoch_totals": totals.get_state() if mid_epoch else model.__dict__.get("_resume_epoch_totals"),
         "global_rng": rng_state(),
         "callbacks": [{k: _json_number(getattr(cb, k)) for k in _CALLBACK_FIELDS if hasattr(cb, k)}
                       for cb in callbacks],
