@@ -45,6 +45,9 @@ def build_parser():
     p.add_argument("--top-k", type=positive_int, default=1, metavar="K", help="show the K most likely classes")
     p.add_argument("--format", choices=("text", "json", "csv"), default="text", help="output format (default text)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (default 32)")
+    p.add_argument("--explain", default=None, metavar="DIR",
+                   help="write a Grad-CAM heatmap of the predicted class per image: DIR/<name>.png (overlay) "
+                        "and DIR/<name>.npy (float32, the model's input size)")
     p.add_argument("--threads", type=positive_int, default=None, help="kernel threads (default: all cores)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -95,6 +98,11 @@ def _main(argv):
         print(f"{PROG}: {path}: no such file or directory", file=sys.stderr)
         failures += 1
     writer = _Writer(args.format, k, sys.stdout)
+    explainer = None
+    if args.explain is not None:
+        from ..explain import ExplanationWriter
+
+        explainer = ExplanationWriter(args.explain, model)
     for start in range(0, len(files), args.batch_size):
         x, ok, failed = preprocess_for_prediction(files[start:start + args.batch_size], preprocessing)
         for path, reason in failed:
@@ -105,6 +113,8 @@ def _main(argv):
             for path, p in zip(ok, probs):
                 order = np.argsort(-p, kind="stable")[:k]
                 writer.write(str(path), [(class_names[i], float(p[i])) for i in order])
+            if explainer is not None:
+                explainer.write(x, ok, np.argmax(probs, axis=1))
     writer.close()
     if not files and not missing:
         raise RuntimeError(f"no image files found in {', '.join(args.paths)}")

@@ -1,8 +1,10 @@
 """microcnn-train DATASET: train a classifier on a folder of labelled images.
 
 Writes to --out (default model/): the model of the epoch with the best validation accuracy (config.json,
-weights.safetensors, with class names and preprocessing in its metadata), history.csv, confusion.csv and,
-with matplotlib, curves.png and confusion.png. Ctrl-C saves a resumable checkpoint in OUT/checkpoint/.
+weights.safetensors, with class names and preprocessing in its metadata), history.csv, confusion.csv,
+split.csv (when the validation images are drawn at random), test_evaluation.json (when DATASET has a test/
+folder) and, with matplotlib, curves.png and confusion.png. Ctrl-C saves a resumable checkpoint in
+OUT/checkpoint/.
 """
 
 import shutil
@@ -15,8 +17,9 @@ import numpy as np
 from ..augment import ImageAugmenter
 from ..data import COLOR_MODES, FolderDataset
 from ..images import describe
+from ..plots import PLOT_FORMATS
 from ..presets import available_presets
-from . import _report
+from . import _report, _train_extras
 from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -51,6 +54,9 @@ EPILOG = """\
 dataset layouts (class order = folder names sorted):
   DATASET/train/<class>/*.png  and  DATASET/validation/<class>/*.png   (or valid/, val/)
   DATASET/<class>/*.png        a seeded, stratified --validation-split (default 0.2) is held out
+  DATASET/test/<class>/*.png   optional: evaluated once at the end with the saved model (test_evaluation.json)
+
+the dataset is checked first (microcnn-check): duplicated, conflicting and leaked images are a warning
 
 exit status: 0 trained, 1 error, 2 bad command line, 130 interrupted (checkpoint saved; use --resume)
 """
@@ -86,6 +92,10 @@ def build_parser():
     p.add_argument("--class-weight", choices=("none", "auto"), default="none",
                    help="auto: weight each class by n_images / (n_classes * its images), for imbalanced "
                         "datasets (default none)")
+    p.add_argument("--plot-format", choices=PLOT_FORMATS, default="png",
+                   help="format of curves and confusion plots (default png)")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the check for duplicated, conflicting and leaked images before training")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run saved in OUT/checkpoint/")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the model in a non-empty OUT (only the files this tool writes)")
@@ -116,6 +126,10 @@ def _main(argv):
     ds = FolderDataset(dataset, image_size=tuple(settings["image_size"]), color=settings["color"],
                        validation_split=settings["validation_split"], seed=split_seed, progress=_progress)
     print(ds.report.summary(dataset))
+    if not args.no_check:
+        _train_extras.warn_about_dataset(dataset, PROG)
+    test_items = _train_extras.test_folder(dataset, ds.class_names)
+    split_text = _train_extras.split_csv(dataset, settings["validation_split"], split_seed, ds.class_names)
     print(f"Images in memory: {ds.nbytes / 1e6:.1f} MB as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
     if resume is not None and (resume["class_names"] != ds.class_names
                                or resume["preprocessing"] != ds.preprocessing):
@@ -165,12 +179,15 @@ def _main(argv):
         tracker.close()
         print("\nInterrupted: saving a checkpoint ...", file=sys.stderr, flush=True)
         _save_checkpoint(model, out, metadata, tracker, train)
-        _finish(model, ds, tracker, out, metadata, validation)
+        _finish(model, ds, tracker, out, metadata, validation, args.plot_format, split_text)
         print(f"Checkpoint saved in {out / CHECKPOINT}/; run the same command with --resume to continue.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"Trained {tracker.epochs_completed - start} epoch(s) in {time.perf_counter() - t0:.1f} s")
-    _finish(model, ds, tracker, out, metadata, validation)
+    _finish(model, ds, tracker, out, metadata, validation, args.plot_format, split_text)
+    if test_items and tracker.epochs_completed:
+        written = _train_extras.evaluate_test(out, test_items, settings["batch_size"])
+        print(f"Test evaluation written to {out / written}")
     if (out / CHECKPOINT).exists():
         shutil.rmtree(out / CHECKPOINT)  # the run it could resume has finished
     return EXIT_OK
@@ -253,8 +270,9 @@ def _save_checkpoint(model, out, metadata, tracker, train):
     model.save(out / CHECKPOINT, metadata={**metadata, "resume": state}, include_optimizer=True)
 
 
-def _finish(model, ds, tracker, out, metadata, validation):
-    """Put the best weights in the model, save it, and write the history, confusion matrix and plots."""
+def _finish(model, ds, tracker, out, metadata, validation, plot_format="png", split_text=None):
+    """Put the best weights in the model, save it, and write the history, confusion matrix, plots and the
+    random validation split (split.csv)."""
     if tracker.epochs_completed == 0:
         print("No epoch completed: no model saved.", file=sys.stderr)
         return
@@ -272,14 +290,18 @@ def _finish(model, ds, tracker, out, metadata, validation):
         matrix = _report.confusion_matrix(ds.y_val, predicted, ds.num_classes)
         print(_report.confusion_text(matrix, ds.class_names))
         _report.write_atomic(out / "confusion.csv", _report.confusion_csv(matrix, ds.class_names))
-    plots = _report.save_plots(out, tracker.history, matrix, ds.class_names)
+    if split_text is not None:
+        _report.write_atomic(out / _train_extras.SPLIT_CSV, split_text)
+    details = _train_extras.plot_details(metadata["training"], metadata["training"]["dataset"], ds)
+    plots = _report.save_plots(out, tracker.history, matrix, ds.class_names, best_epoch, details, plot_format)
     if tracker.best_epoch is not None:
         acc = tracker.best["val_accuracy"]
         print(f"Saved the model of epoch {best_epoch} (best validation accuracy {acc:.4f}) to {out}/")
     else:
         print(f"Saved the model of epoch {best_epoch} (no validation images: the last epoch) to {out}/")
     files = ["history.csv"] + (["confusion.csv"] if matrix is not None else []) + [Path(p).name for p in plots]
-    hint = "" if plots else " (pip install matplotlib for curves.png and confusion.png)"
+    files += [_train_extras.SPLIT_CSV] if split_text is not None else []
+    hint = "" if plots else " (pip install matplotlib for curves and confusion plots)"
     print(f"Also written: {', '.join(files)}{hint}")
 
 
