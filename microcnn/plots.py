@@ -134,7 +134,7 @@ def image_grid(path, images, captions, title, columns=5):
     count = len(images)
     columns = max(1, min(columns, count))
     rows = max(1, -(-count // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.7 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(max(2.4 * columns, 6.0), 2.7 * rows + 0.6), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, caption in zip(axes.ravel(), images, captions):

@@ -51,12 +51,15 @@ def test_heatmap_maximum_falls_inside_the_patch():
     np.testing.assert_allclose(probabilities, model.predict(x_test), atol=1e-5)
     accuracy = float(np.mean(classes == y_test))
     assert accuracy >= 0.9, f"the tiny model did not learn the patches (accuracy {accuracy:.2f})"
-    inside = []
-    for heatmap, (r, c) in zip(heatmaps, corners):
-        peak_r, peak_c = np.unravel_index(np.argmax(heatmap), heatmap.shape)
-        inside.append(r <= peak_r < r + PATCH and c <= peak_c < c + PATCH)
-        assert heatmap.max() == pytest.approx(1.0) and heatmap.min() >= 0
-    assert np.mean(inside) >= 0.8, f"heatmap maximum inside the patch for only {np.mean(inside):.2f} of images"
+    for method in ("gradcam", "hirescam"):
+        if method != "gradcam":
+            heatmaps, _, _ = grad_cam(model, x_test, method=method)
+        inside = []
+        for heatmap, (r, c) in zip(heatmaps, corners):
+            peak_r, peak_c = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+            inside.append(r <= peak_r < r + PATCH and c <= peak_c < c + PATCH)
+            assert heatmap.max() == pytest.approx(1.0) and heatmap.min() >= 0
+        assert np.mean(inside) >= 0.8, f"{method}: maximum inside the patch for only {np.mean(inside):.2f}"
 
 
 def _head_logits(model, index, feature):
@@ -118,6 +121,8 @@ def test_arguments_and_overlay():
         grad_cam(model, np.zeros((1, SIZE, SIZE, 1), np.float32), layer="nope")
     with pytest.raises(ValueError, match="4-D"):
         grad_cam(model, np.zeros((1, SIZE, SIZE, 1), np.float32), layer=-1)
+    with pytest.raises(ValueError, match="method: expected one of gradcam, hirescam"):
+        grad_cam(model, np.zeros((1, SIZE, SIZE, 1), np.float32), method="cam")
     with pytest.raises(ValueError, match="class_index"):
         grad_cam(model, np.zeros((1, SIZE, SIZE, 1), np.float32), class_index=5)
     heat, classes, _ = grad_cam(model, np.zeros((2, SIZE, SIZE, 1), np.float32), class_index=1, layer=0)

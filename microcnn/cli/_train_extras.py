@@ -27,18 +27,20 @@ def warn_about_dataset(dataset, prog):
     """Run the dataset check; print the sizes/modes line, and on stderr a warning naming the duplicated,
     conflicting and leaked images (the loader's summary already names unreadable files)."""
     result = check_dataset(dataset, progress=_progress)
+    keys = ("duplicates", "conflicts", "leaks")
+    groups = sum(len(result[k]) for k in keys)
     summary = result["summary"]
     print("Dataset check: " + "; ".join(
         f"{label} " + ", ".join(f"{value} ({n})" for value, n in list(summary[key].items())[:3])
         + (" ..." if len(summary[key]) > 3 else "")
-        for key, label in (("sizes", "sizes"), ("modes", "modes"), ("bit_depths", "bit depths"))))
-    keys = ("duplicates", "conflicts", "leaks")
-    groups = sum(len(result[k]) for k in keys)
+        for key, label in (("sizes", "sizes"), ("modes", "modes"), ("bit_depths", "bit depths")))
+        + ("" if groups else "; no duplicated, conflicting or leaked images"))
     if groups:
         listed = {**result, "unreadable": [], **{k: result[k][:_LISTED] for k in keys}}
         more = [f"{len(result[k]) - _LISTED} more {k}" for k in keys if len(result[k]) > _LISTED]
         print(f"{prog}: warning: the dataset check found {groups} group(s) of repeated images; training goes "
-              f"on, but validation and test scores may be too optimistic:\n{problems_text(listed, dataset)}"
+              f"on (leaked images make validation and test scores too optimistic, conflicts teach two labels "
+              f"for one image):\n{problems_text(listed, dataset)}"
               + (f"\n  ... and {', '.join(more)} (microcnn-check {dataset} lists all)" if more else ""),
               file=sys.stderr, flush=True)
     return result
