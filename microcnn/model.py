@@ -1,5 +1,5 @@
-"""Sequential: an ordered stack of layers, Keras's API. Training and inference loops live in training.py,
-model files in io.py."""
+"""Sequential: an ordered stack of layers, Keras's API. Training and inference loops live in training.py, the
+execution plan (which layers run fused) in plan.py, model files in io.py."""
 
 import numpy as np
 
@@ -8,6 +8,7 @@ from . import losses as _losses
 from . import optimizers as _optimizers
 from ._validation import shape as _shape
 from .layers.base import Layer, format_shape, unique_name
+from .plan import build_plan
 from .training import TrainingMixin
 
 
@@ -27,6 +28,8 @@ class Sequential(TrainingMixin):
         self.stop_training = False
         self.history = None
         self.metadata = {}
+        self._plan = None
+        self._fuse_dense_update = True
         if layers is not None:
             if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)):
                 raise TypeError(f"layers: expected a list of layers, got {layers!r}")
@@ -60,11 +63,13 @@ class Sequential(TrainingMixin):
             self.output_shape = layer.ensure_built(shape)
             self.built = True
         self._layers.append(layer)
+        self._plan = None
 
     def pop(self):
         if not self._layers:
             raise ValueError("pop: the model has no layers")
         layer = self._layers.pop()
+        self._plan = None
         if self.built:
             self.output_shape = self._build_layers(self._layers)
         return layer
@@ -100,6 +105,7 @@ class Sequential(TrainingMixin):
             raise ValueError("build: the model has no layers")
         self.output_shape = self._build_layers(self._layers)
         self.built = True
+        self._plan = None
 
     def _require_built(self, what):
         if not self.built:
@@ -200,6 +206,33 @@ class Sequential(TrainingMixin):
         self.loss = _losses.get(loss)
         self._metric_names = _losses.check_metrics(metrics)
         self.compiled = True
+        self._plan = None
+
+    # --- execution plan --------------------------------------------------------------------------------
+    @property
+    def fuse_dense_update(self):
+        """True (default): a large Dense kernel's gradient stays factored and Adam applies it in one pass with
+        the update. False: every gradient is an array before the optimizer update (e.g. to sum it over
+        processes first). The trained weights are the same bit for bit."""
+        return self._fuse_dense_update
+
+    @fuse_dense_update.setter
+    def fuse_dense_update(self, value):
+        self._fuse_dense_update = bool(value)
+        self._plan = None
+
+    def execution_plan(self, fuse=True, split_after=None):
+        """A new Plan of this (built) model's layers (see microcnn/plan.py), e.g. for features or Grad-CAM:
+        `model.execution_plan(split_after=last_conv).conv_map_and_gradient(x, class_index)`."""
+        self._require_built("execution_plan")
+        return build_plan(self._layers, self.loss if self.compiled else None, self.output_shape, fuse=fuse,
+                          fuse_dense_update=self._fuse_dense_update, split_after=split_after)
+
+    def _current_plan(self):
+        """The plan training and inference run, made once after each build/compile."""
+        if self._plan is None:
+            self._plan = self.execution_plan()
+        return self._plan
 
     @property
     def metrics_names(self):

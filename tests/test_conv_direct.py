@@ -172,6 +172,7 @@ def test_conv2d_relu_maxpool_checks_its_arguments():
 def test_sequential_runs_conv_relu_pool_as_one_kernel_with_the_same_results():
     import microcnn
     from microcnn import layers
+    from microcnn.plan import fusable
 
     def network(fused):
         first = (
@@ -193,8 +194,8 @@ def test_sequential_runs_conv_relu_pool_as_one_kernel_with_the_same_results():
     separate.set_weights(fused.get_weights())
     for model in (fused, separate):
         model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    assert layers.conv.fusable(fused.layers[0], fused.layers[1])
-    assert not layers.conv.fusable(separate.layers[0], separate.layers[1])
+    assert fusable(fused.layers[0], fused.layers[1])
+    assert not fusable(separate.layers[0], separate.layers[1])
     x, labels = rand(5, 13, 12, 3), np.array([0, 3, 1, 2, 1])
     np.testing.assert_allclose(fused.predict(x, verbose=0), separate.predict(x, verbose=0), rtol=1e-6)
     loss, grads = fused._gradients(x, labels)
