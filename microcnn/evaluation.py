@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,13 @@ def split_csv_text(splits, class_names):
     return out.getvalue()
 
 
+def compact_json(data):
+    """Indented JSON with each innermost list of numbers (a confusion-matrix row) on one line."""
+    text = json.dumps(data, indent=2)
+    return re.sub(r"\[\s*([-0-9.eE+,\s]+?)\s*\]", lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(","))
+                  + "]", text) + "\n"
+
+
 def predict_open_set(model, x, batch_size):
     """(probabilities, known bool array or None, score array or None): with the model's unknown-image
     detector (microcnn/ood.py) when it has one, in the same forward pass."""
@@ -93,7 +101,7 @@ class Evaluation:
     def to_json(self, extra=None):
         data = {**(extra or {}), **self.report, "class_names": self.class_names,
                 "unreadable": [{"path": str(p), "reason": r} for p, r in self.failed]}
-        return json.dumps(data, indent=2) + "\n"
+        return compact_json(data)
 
     def per_image_csv(self):
         out = io.StringIO()

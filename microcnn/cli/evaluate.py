@@ -98,7 +98,7 @@ def _main(argv):
     if args.out is not None:
         written = write_outputs(args.out, evaluation, preprocessing, extra, args.plot_format, args.top_losses,
                                 title=f"Evaluation on {source}")
-        print(f"Written to {args.out}/: {', '.join(written)}", file=sys.stderr if args.format == "json" else sys.stdout)
+        print(f"Written to {Path(args.out)}/: {', '.join(written)}", file=sys.stderr if args.format == "json" else sys.stdout)
     return EXIT_ERROR if evaluation.failed else EXIT_OK
 
 

@@ -129,6 +129,8 @@ def _main(argv):
     if not args.no_check:
         _train_extras.warn_about_dataset(dataset, PROG)
     test_items = _train_extras.test_folder(dataset, ds.class_names)
+    if test_items:
+        print(f"Test images: {len(test_items)} in {dataset / 'test'}/, evaluated once after training")
     split_text = _train_extras.split_csv(dataset, settings["validation_split"], split_seed, ds.class_names)
     print(f"Images in memory: {ds.nbytes / 1e6:.1f} MB as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
     if resume is not None and (resume["class_names"] != ds.class_names
