@@ -2,6 +2,7 @@
 --plot-format, and microcnn-predict --explain, on tiny generated datasets."""
 
 import csv
+import io
 import json
 import shutil
 
@@ -120,3 +121,47 @@ def test_predict_explain_writes_a_heatmap_per_image(trained, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["apple0.npy", "apple0.png", "apple0_2.npy", "apple0_2.png"]
     heatmap = np.load(out / "apple0.npy")
     assert heatmap.shape == (8, 8) and heatmap.dtype == np.float32 and 0 <= heatmap.min() <= heatmap.max() <= 1
+
+
+class _ThresholdDetector:
+    """A model with an unknown-image detector as microcnn's models carry one (`ood`, `predict_ood`): here
+    the largest probability against a threshold, so the expected figures can be computed independently."""
+
+    def __init__(self, model, threshold):
+        self.model, self.threshold, self.ood = model, threshold, "max-softmax"
+
+    def predict(self, x, batch_size=32):
+        return self.model.predict(x, batch_size=batch_size)
+
+    def predict_ood(self, x, batch_size=32, accept=None):
+        probs = self.model.predict(x, batch_size=batch_size)
+        return probs, probs.max(axis=1), probs.max(axis=1) >= self.threshold
+
+
+def test_open_set_figures_with_a_detector(trained):
+    import microcnn
+    from microcnn.data import preprocess_for_prediction
+    from microcnn.evaluation import evaluate_images, labelled_images, summary_text
+
+    data, out = trained
+    model = microcnn.load_model(out, compile=False)
+    meta = model.metadata
+    items = labelled_images(data / "test", meta["class_names"])
+    x, _, _ = preprocess_for_prediction([p for p, _ in items], meta["preprocessing"])
+    probs = model.predict(x)
+    threshold = float(np.median(probs.max(axis=1)))
+    evaluation = evaluate_images(_ThresholdDetector(model, threshold), meta["class_names"], meta["preprocessing"],
+                                 items)
+    known = probs.max(axis=1) >= threshold
+    correct = np.argmax(probs, axis=1) == np.array([label for _, label in items])
+    open_set = evaluation.report["open_set"]
+    assert open_set["accepted"] == int(known.sum()) and 0 < open_set["accepted"] < len(items)
+    assert open_set["accepted_fraction"] == pytest.approx(known.mean())
+    assert open_set["accuracy_on_accepted"] == pytest.approx(correct[known].mean())
+    assert list(_rows_of(evaluation.per_image_csv())[0]) == ["path", "true", "predicted", "probability", "correct",
+                                                              "known", "ood_score"]
+    assert f"Open set: accepted {int(known.sum())} of {len(items)} images" in summary_text(evaluation)
+
+
+def _rows_of(text):
+    return list(csv.DictReader(io.StringIO(text)))
