@@ -1,6 +1,6 @@
-"""The gradient Grad-CAM needs: a layer's output A and d(class score)/dA, from the execution plan (plan.py) run
-in inference mode (dropout off, batch normalisation on its moving statistics) with the head's steps recording
-what their backward kernels need."""
+"""The gradient Grad-CAM needs: a layer's output A and d(class score)/dA, from the execution plan (plan.py)
+run in inference mode (dropout off, batch normalisation on its moving statistics) with the head's steps
+recording what their backward kernels need."""
 
 import numpy as np
 
@@ -18,8 +18,8 @@ def feature_map_and_gradient(model, x, index, classes=None):
         feature = plan.forward(x, training=False, stop=boundary)
         scores = plan.forward(feature, training=False, logits=True, start=boundary, record=True)
         if scores.ndim != 2:
-            raise ValueError(f"grad_cam: expected the model to end in class scores (batch, classes), got shape "
-                             f"{scores.shape}")
+            raise ValueError(f"grad_cam: expected the model to end in class scores (batch, classes), got "
+                             f"shape {scores.shape}")
         probabilities = softmax(scores) if model.layers[-1].ends_in_softmax else scores
         chosen = np.argmax(probabilities, axis=1) if classes is None else np.asarray(classes, np.int64)
         if chosen.min() < 0 or chosen.max() >= scores.shape[1]:

@@ -1,7 +1,7 @@
-"""Checks a dataset folder before anyone trusts a model trained on it: counts per class and split, a summary of
-image sizes / modes / bit depths, unreadable files, and images that appear more than once -- twice in one class
-(duplicates), in two classes (label conflicts), or in two splits (leakage: the model is then scored on images
-it was trained on).
+"""Checks a dataset folder before anyone trusts a model trained on it: counts per class and split, a summary
+of image sizes / modes / bit depths, unreadable files, and images that appear more than once -- twice in one
+class (duplicates), in two classes (label conflicts), or in two splits (leakage: the model is then scored on
+images it was trained on).
 
 Two images are "the same" when their decoded pixels are identical (mode, size and every value; a SHA-256 of
 them), so a file copied under another name, re-saved with other metadata, or converted losslessly (PNG <->
@@ -142,7 +142,8 @@ def problems_text(result, root=None):
     if result["unreadable"]:
         lines.append(f"Unreadable images ({len(result['unreadable'])}):")
         lines += [f"  {_rel(u['path'], root)}: {u['reason']}" for u in result["unreadable"]]
-    sections = (("duplicates", "Duplicates within a class", "copies of one image in the same class and split"),
+    sections = (("duplicates", "Duplicates within a class",
+                 "copies of one image in the same class and split"),
                 ("conflicts", "Label conflicts", "one image in more than one class"),
                 ("leaks", "Leaks across splits", "one image in more than one split"))
     for key, title, meaning in sections:
@@ -175,7 +176,8 @@ def report_text(result):
     if problems:
         lines.append(problems)
     n = problem_count(result)
-    lines.append("No problems found." if n == 0 else f"{n} problem(s) found: unreadable {len(result['unreadable'])}, "
-                 f"duplicate groups {len(result['duplicates'])}, conflicts {len(result['conflicts'])}, "
+    lines.append("No problems found." if n == 0 else
+                 f"{n} problem(s) found: unreadable {len(result['unreadable'])}, duplicate groups "
+                 f"{len(result['duplicates'])}, conflicts {len(result['conflicts'])}, "
                  f"leaks {len(result['leaks'])}.")
     return "\n".join(lines)

@@ -1,8 +1,9 @@
-"""Evaluate a trained model on labelled images: metrics (microcnn/metrics.py), a row per image, the open-set
-figures when the model carries an unknown-image detector, and the files `microcnn-evaluate --out` writes.
+"""Evaluate a trained model on labelled images: metrics (microcnn/metrics.py), a row per image (the per-image
+CSV), and the open-set figures when the model carries an unknown-image detector. Files and plots are the
+command line's business (microcnn/cli/evaluate.py, cli/_train_extras.py).
 
-Which images: a folder of class sub-folders; a dataset root (its test/ if present, else its validation/, valid/
-or val/); or a split.csv written by `microcnn-train --validation-split` (its rows of one subset).
+Which images: a folder of class sub-folders; a dataset root (its test/ if present, else its validation/,
+valid/ or val/); or a split.csv written by `microcnn-train --validation-split` (its rows of one subset).
 """
 
 import csv
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots
 from .data import VALIDATION_DIR_NAMES, DatasetError, _list_class_dirs, _scan_split, preprocess_for_prediction
 from .metrics import classification_report
 
@@ -23,7 +23,8 @@ OPEN_SET_COLUMNS = ("known", "ood_score")
 
 
 def resolve_folder(path):
-    """The folder of class sub-folders to evaluate: DATA/test, else DATA/validation (valid, val), else DATA."""
+    """The folder of class sub-folders to evaluate: DATA/test, else DATA/validation (valid, val), else
+    DATA."""
     path = Path(path)
     if not path.is_dir():
         raise DatasetError(f"{path}: not a directory")
@@ -50,7 +51,8 @@ def split_csv_images(path, class_names, subset="validation"):
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows or set(rows[0]) < {"path", "class", "subset"}:
-        raise DatasetError(f"{path}: expected a CSV with columns path, class, subset (microcnn-train's split.csv)")
+        raise DatasetError(f"{path}: expected a CSV with columns path, class, subset (microcnn-train's "
+                           f"split.csv)")
     label = {name: i for i, name in enumerate(class_names)}
     unknown = sorted({r["class"] for r in rows} - set(label))
     if unknown:
@@ -77,8 +79,11 @@ def split_csv_text(splits, class_names):
 def compact_json(data):
     """Indented JSON with each innermost list of numbers (a confusion-matrix row) on one line."""
     text = json.dumps(data, indent=2)
-    return re.sub(r"\[\s*([-0-9.eE+,\s]+?)\s*\]", lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(","))
-                  + "]", text) + "\n"
+
+    def one_line(match):
+        return "[" + ", ".join(v.strip() for v in match.group(1).split(",")) + "]"
+
+    return re.sub(r"\[\s*([-0-9.eE+,\s]+?)\s*\]", one_line, text) + "\n"
 
 
 def predict_open_set(model, x, batch_size):
@@ -109,7 +114,8 @@ class Evaluation:
         writer = csv.DictWriter(out, columns, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for row in self.rows:
-            writer.writerow({**row, "probability": f"{row['probability']:.6f}", "correct": int(row["correct"])})
+            writer.writerow({**row, "probability": f"{row['probability']:.6f}",
+                             "correct": int(row["correct"])})
         return out.getvalue()
 
     def most_confidently_wrong(self, count):
@@ -170,29 +176,3 @@ def summary_text(evaluation):
         lines.append(f"Skipped {len(evaluation.failed)} unreadable image(s):")
         lines += [f"  {p}: {reason}" for p, reason in evaluation.failed]
     return "\n".join(lines)
-
-
-def write_outputs(out_dir, evaluation, preprocessing, extra=None, plot_format="png", top_losses=20,
-                  title="Evaluation"):
-    """evaluation.json, predictions.csv, confusion.<fmt>, top_losses.<fmt> in out_dir; returns the names."""
-    from .cli._report import write_atomic
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "evaluation.json", evaluation.to_json(extra))
-    write_atomic(out / "predictions.csv", evaluation.per_image_csv())
-    written = ["evaluation.json", "predictions.csv"]
-    matrix = evaluation.report["confusion"]
-    if plots.confusion(out / f"confusion.{plot_format}", matrix, evaluation.class_names, title=title):
-        written.append(f"confusion.{plot_format}")
-        worst = evaluation.most_confidently_wrong(top_losses)
-        x, ok, _ = preprocess_for_prediction([Path(r["path"]) for r in worst], preprocessing)
-        by_path = {str(p): image for p, image in zip(ok, x)}
-        shown = [r for r in worst if r["path"] in by_path]
-        captions = [f"{Path(r['path']).name}\ntrue {r['true']}\npredicted {r['predicted']} {r['probability']:.3f}"
-                    for r in shown]
-        heading = (f"Most confidently wrong: {len(shown)} of {sum(not r['correct'] for r in evaluation.rows)} "
-                   f"misclassified images" if shown else "No misclassified images")
-        plots.image_grid(out / f"top_losses.{plot_format}", [by_path[r["path"]] for r in shown], captions, heading)
-        written.append(f"top_losses.{plot_format}")
-    return written

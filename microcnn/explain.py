@@ -1,11 +1,12 @@
 """Grad-CAM (Selvaraju et al., 2017): which part of an image drove the predicted class.
 
-For a convolution's output A (N, h, w, K) -- the last convolution's by default -- and the score y_c of the class
-c (the logit before the softmax):
+For a convolution's output A (N, h, w, K) -- the last convolution's by default -- and the score y_c of the
+class c (the logit before the softmax):
     alpha_k = mean over (h, w) of d y_c / d A_k        (one weight per channel)
     cam     = ReLU(sum_k alpha_k * A_k)                (h, w), then bilinear to the model's input size
-(or, method="hirescam", cam = ReLU(sum_k A_k * d y_c / d A_k) element by element: see grad_cam), and divided by its maximum, so 1 marks the strongest evidence for c and 0 none (all zeros when nothing in the
-image speaks for c). d y_c / d A comes from the layers' own backward kernels run in inference mode (dropout
+(or, method="hirescam", cam = ReLU(sum_k A_k * d y_c / d A_k) place by place: see grad_cam), and divided
+by its maximum, so 1 marks the strongest evidence for c and 0 none (all zeros when nothing in the image speaks
+for c). d y_c / d A comes from the layers' own backward kernels run in inference mode (dropout
 off, batch normalisation with its moving statistics): no framework, no finite differences.
 """
 
@@ -39,8 +40,10 @@ def last_conv_index(model, layer=None):
                 and len(layers[index + 1].output_shape) == 4:
             index += 1
         return index
-    index = layer if isinstance(layer, int) else next((i for i, item in enumerate(layers) if item.name == layer),
-                                                      None)
+    if isinstance(layer, int):
+        index = layer
+    else:
+        index = next((i for i, item in enumerate(layers) if item.name == layer), None)
     if index is None or not -len(layers) <= index < len(layers):
         raise ValueError(f"layer: expected a layer name or index of this model, got {layer!r}; layers are "
                          f"{[item.name for item in layers]}")
@@ -120,8 +123,8 @@ def overlay(image, heatmap, alpha=0.45):
 
 
 def save_explanation(directory, name, image, heatmap):
-    """DIR/<name>.png (overlay) and DIR/<name>.npy (float32 heatmap at the model's input size), each written to
-    a temporary file and renamed into place."""
+    """DIR/<name>.png (overlay) and DIR/<name>.npy (float32 heatmap at the model's input size), each written
+    to a temporary file and renamed into place."""
     directory = Path(directory)
     png, npy = directory / f"{name}.png", directory / f"{name}.npy"
     _atomic(png, lambda f: Image.fromarray(overlay(image, heatmap)).save(f, format="PNG"))
@@ -142,9 +145,9 @@ def _atomic(path, write):
 
 
 class ExplanationWriter:
-    """`microcnn-predict --explain DIR`: per image, DIR/<name>.png and DIR/<name>.npy, <name> being the image's
-    file name without its extension, made unique over the run with _2, _3, ... (a.png and a.tif, x/a.png and
-    y/a.png)."""
+    """`microcnn-predict --explain DIR`: per image, DIR/<name>.png and DIR/<name>.npy, <name> being the
+    image's file name without its extension, made unique over the run with _2, _3, ... (a.png and a.tif,
+    x/a.png and y/a.png)."""
 
     def __init__(self, directory, model, method="gradcam"):
         self.directory = Path(directory)

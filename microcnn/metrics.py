@@ -108,6 +108,7 @@ def confusion_text(matrix, class_names, title="Confusion matrix"):
     lines = [f"{title} (rows: true class, columns: predicted; count and % of the row):",
              " " * label + "".join(f"  {n:>{cell}}" for n in class_names) + "    recall"]
     for i, name in enumerate(class_names):
-        cells = "".join(f"  {f'{matrix[i, j]} ({percent[i, j]:5.1f}%)':>{cell}}" for j in range(len(class_names)))
+        cells = "".join(f"  {f'{matrix[i, j]} ({percent[i, j]:5.1f}%)':>{cell}}"
+                        for j in range(len(class_names)))
         lines.append(f"{name:>{label}}{cells}  {percent[i, i] / 100:8.4f}")
     return "\n".join(lines)

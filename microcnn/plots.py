@@ -64,7 +64,8 @@ def training_curves(path, history, saved_epoch=None, details=None):
         if val and any(v is not None for v in val):
             ax.plot(epochs[: len(val)], _floats(val), marker=".", label="validation")
         if saved_epoch is not None:
-            ax.axvline(saved_epoch, color="tab:red", linestyle="--", linewidth=1, label=f"saved (epoch {saved_epoch})")
+            ax.axvline(saved_epoch, color="tab:red", linestyle="--", linewidth=1,
+                       label=f"saved (epoch {saved_epoch})")
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.set_xlim(0.5, max(len(losses), 1) + 0.5)
@@ -108,7 +109,8 @@ def confusion(path, matrix, class_names, title="Confusion matrix"):
     fig, ax = plt.subplots(figsize=(1.3 * n + 3.5, 1.1 * n + 2.2))
     ax.imshow(percent, cmap="Blues", vmin=0, vmax=100)
     ax.set_xticks(range(n), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(n), [f"{name}\nrecall {percent[i, i] / 100:.3f}" for i, name in enumerate(class_names)])
+    ax.set_yticks(range(n), [f"{name}\nrecall {percent[i, i] / 100:.3f}"
+                             for i, name in enumerate(class_names)])
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     for i in range(n):
@@ -134,7 +136,8 @@ def image_grid(path, images, captions, title, columns=5):
     count = len(images)
     columns = max(1, min(columns, count))
     rows = max(1, -(-count // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(max(2.4 * columns, 6.0), 2.7 * rows + 0.6), squeeze=False)
+    figsize = (max(2.4 * columns, 6.0), 2.7 * rows + 0.6)  # wide enough for the title with one image
+    fig, axes = plt.subplots(rows, columns, figsize=figsize, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, caption in zip(axes.ravel(), images, captions):

@@ -14,7 +14,7 @@ from microcnn.cli.evaluate import main as evaluate_main
 from microcnn.cli.predict import main as predict_main
 from microcnn.cli.train import main as train_main
 
-sklearn_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the reference for the metrics")
+sklearn_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the metrics' reference")
 CLASSES = sorted(LEVELS)
 
 
@@ -25,7 +25,8 @@ def _rows(path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A dataset with train/, validation/ and test/, and a model trained on it (test/ evaluated at the end)."""
+    """A dataset with train/, validation/ and test/, and a model trained on it (test/ evaluated at the
+    end)."""
     root = tmp_path_factory.mktemp("evaluate")
     data = make_dataset(root / "data", train=6, validation=3)
     make_dataset(root / "extra", train=4, validation=0)
@@ -71,7 +72,8 @@ def test_evaluate_text_a_class_folder_and_errors(trained, tmp_path, capsys):
     data, model = trained
     assert evaluate_main([str(data / "validation"), "--model", str(model)]) == 0
     text = capsys.readouterr().out
-    assert "9 images, accuracy" in text and "macro avg" in text and "weighted avg" in text and "recall" in text
+    for part in ("9 images, accuracy", "macro avg", "weighted avg", "recall"):
+        assert part in text, part
     bad = tmp_path / "bad"
     shutil.copytree(data / "validation", bad)
     (bad / "kiwi").mkdir()
@@ -118,9 +120,11 @@ def test_predict_explain_writes_a_heatmap_per_image(trained, tmp_path, capsys):
     shutil.copy(data / "validation" / "mango" / "mango1.png", twin)
     assert predict_main([str(first), str(twin), "--model", str(model), "--explain", str(out)]) == 0
     capsys.readouterr()
-    assert sorted(p.name for p in out.iterdir()) == ["apple0.npy", "apple0.png", "apple0_2.npy", "apple0_2.png"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["apple0.npy", "apple0.png", "apple0_2.npy", "apple0_2.png"]
     heatmap = np.load(out / "apple0.npy")
-    assert heatmap.shape == (8, 8) and heatmap.dtype == np.float32 and 0 <= heatmap.min() <= heatmap.max() <= 1
+    assert heatmap.shape == (8, 8) and heatmap.dtype == np.float32
+    assert 0 <= heatmap.min() <= heatmap.max() <= 1
 
 
 class _ThresholdDetector:
@@ -150,16 +154,16 @@ def test_open_set_figures_with_a_detector(trained):
     x, _, _ = preprocess_for_prediction([p for p, _ in items], meta["preprocessing"])
     probs = model.predict(x)
     threshold = float(np.median(probs.max(axis=1)))
-    evaluation = evaluate_images(_ThresholdDetector(model, threshold), meta["class_names"], meta["preprocessing"],
-                                 items)
+    evaluation = evaluate_images(_ThresholdDetector(model, threshold), meta["class_names"],
+                                 meta["preprocessing"], items)
     known = probs.max(axis=1) >= threshold
     correct = np.argmax(probs, axis=1) == np.array([label for _, label in items])
     open_set = evaluation.report["open_set"]
     assert open_set["accepted"] == int(known.sum()) and 0 < open_set["accepted"] < len(items)
     assert open_set["accepted_fraction"] == pytest.approx(known.mean())
     assert open_set["accuracy_on_accepted"] == pytest.approx(correct[known].mean())
-    assert list(_rows_of(evaluation.per_image_csv())[0]) == ["path", "true", "predicted", "probability", "correct",
-                                                              "known", "ood_score"]
+    columns = list(_rows_of(evaluation.per_image_csv())[0])
+    assert columns == ["path", "true", "predicted", "probability", "correct", "known", "ood_score"]
     assert f"Open set: accepted {int(known.sum())} of {len(items)} images" in summary_text(evaluation)
 
 

@@ -41,8 +41,8 @@ def test_heatmap_maximum_falls_inside_the_patch():
     microcnn.set_seed(1)
     x, y, _ = patch_images(600, seed=0)
     model = patch_model()
-    model.compile(optimizer=microcnn.optimizers.Adam(learning_rate=0.01), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(optimizer=microcnn.optimizers.Adam(learning_rate=0.01),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, batch_size=32, epochs=12, verbose=0)
     x_test, y_test, corners = patch_images(100, seed=1)
     heatmaps, classes, probabilities = grad_cam(model, x_test)
@@ -74,15 +74,19 @@ def _head_logits(model, index, feature):
 @pytest.mark.parametrize("with_batchnorm", [False, True])
 def test_gradient_matches_finite_differences_in_inference_mode(with_batchnorm):
     microcnn.set_seed(2)
-    block = [layers.Conv2D(6, (3, 3), padding="same", use_bias=False), layers.BatchNormalization(),
-             layers.ReLU()] if with_batchnorm else [layers.Conv2D(6, (3, 3), padding="same", activation="relu")]
+    if with_batchnorm:
+        block = [layers.Conv2D(6, (3, 3), padding="same", use_bias=False), layers.BatchNormalization(),
+                 layers.ReLU()]
+    else:
+        block = [layers.Conv2D(6, (3, 3), padding="same", activation="relu")]
     model = microcnn.Sequential([layers.Input((8, 8, 2)), layers.Conv2D(4, (3, 3), activation="relu"), *block,
                                  layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dropout(0.5),
                                  layers.Dense(5, activation="relu"), layers.Dense(3, activation="softmax")])
     if with_batchnorm:
         bn = model.layers[2]
         bn.set_weights([np.full(6, 1.3, np.float32), np.full(6, 0.1, np.float32),
-                        np.linspace(-0.2, 0.2, 6).astype(np.float32), np.linspace(0.5, 2, 6).astype(np.float32)])
+                        np.linspace(-0.2, 0.2, 6).astype(np.float32),
+                        np.linspace(0.5, 2, 6).astype(np.float32)])
     before = [w.copy() for w in model.get_weights()]
     x = np.random.default_rng(3).normal(size=(2, 8, 8, 2)).astype(np.float32)
     index = last_conv_index(model)

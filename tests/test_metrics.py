@@ -6,7 +6,7 @@ import pytest
 
 from microcnn import metrics
 
-sklearn_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the reference for the metrics")
+sklearn_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the metrics' reference")
 
 
 def _cases():
@@ -34,12 +34,14 @@ def test_report_matches_scikit_learn(k, y_true, y_pred):
     for name in names:
         for key, theirs in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score"),
                             ("support", "support")):
-            assert report["per_class"][name][key] == pytest.approx(expected[name][theirs], abs=1e-12), (name, key)
+            ours = report["per_class"][name][key]
+            assert ours == pytest.approx(expected[name][theirs], abs=1e-12), (name, key)
     for ours, theirs in (("macro_avg", "macro avg"), ("weighted_avg", "weighted avg")):
         for key, their_key in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score")):
             assert report[ours][key] == pytest.approx(expected[theirs][their_key], abs=1e-12), (ours, key)
     assert report["confusion"] == sklearn_metrics.confusion_matrix(y_true, y_pred, labels=labels).tolist()
-    p, r, f, s = sklearn_metrics.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    p, r, f, s = sklearn_metrics.precision_recall_fscore_support(y_true, y_pred, labels=labels,
+                                                                 zero_division=0)
     ours = metrics.per_class_scores(np.array(report["confusion"]))
     for mine, theirs in zip(ours, (p, r, f, s)):
         np.testing.assert_allclose(mine, theirs, atol=1e-12)

@@ -74,12 +74,13 @@ def evaluate_test(out, items, batch_size):
     evaluation = evaluate_images(model, class_names, preprocessing, items, batch_size)
     data = {"data": str(Path(items[0][0]).parent.parent), "model": str(out)}
     _report.write_atomic(Path(out) / TEST_EVALUATION, evaluation.to_json(data))
-    print(report_text(evaluation.report, class_names, title=f"Test set ({data['data']}, used once, after training)"))
+    title = f"Test set ({data['data']}, used once, after training)"
+    print(report_text(evaluation.report, class_names, title=title))
     open_set = evaluation.report.get("open_set")
     if open_set is not None:
         acc = open_set["accuracy_on_accepted"]
-        print(f"Open set: accepted {open_set['accepted_fraction']:.4f} of the test images; accuracy on accepted "
-              f"{'n/a' if acc is None else f'{acc:.4f}'}")
+        print(f"Open set: accepted {open_set['accepted_fraction']:.4f} of the test images; accuracy on "
+              f"accepted {'n/a' if acc is None else f'{acc:.4f}'}")
     for path, reason in evaluation.failed:
         print(f"Skipped unreadable test image {path}: {reason}", file=sys.stderr)
     return TEST_EVALUATION

@@ -1,16 +1,12 @@
-"""microcnn-evaluate DATA --model M: accuracy, per-class precision/recall/F1, confusion matrix, worst mistakes."""
+"""microcnn-evaluate DATA --model M: accuracy, per-class precision/recall/F1, confusion matrix, the worst
+mistakes."""
 
 import sys
 from pathlib import Path
 
-from ..evaluation import (
-    evaluate_images,
-    labelled_images,
-    resolve_folder,
-    split_csv_images,
-    summary_text,
-    write_outputs,
-)
+from .. import plots
+from ..data import preprocess_for_prediction
+from ..evaluation import evaluate_images, labelled_images, resolve_folder, split_csv_images, summary_text
 from ..plots import PLOT_FORMATS
 from ._common import (
     EXIT_ERROR,
@@ -23,6 +19,7 @@ from ._common import (
     run,
     set_threads,
 )
+from ._report import write_atomic
 from .predict import load_trained_model
 
 PROG = "microcnn-evaluate"
@@ -40,7 +37,8 @@ confusion (rows = true class, model's class order), class_names, unreadable, dat
 --out DIR writes evaluation.json, predictions.csv (path, true, predicted, probability, correct),
 confusion.png and top_losses.png (the most confidently wrong images; plots need matplotlib).
 
-exit status: 0 evaluated, 1 error or some file unreadable (named; the others are evaluated), 2 bad command line
+exit status: 0 evaluated, 1 error or some file unreadable (named; the others are evaluated),
+2 bad command line
 """
 
 
@@ -50,7 +48,8 @@ def build_parser():
     p.add_argument("data", metavar="DATA", help="labelled images (see below)")
     p.add_argument("--model", default="model", help="model folder written by microcnn-train (default model/)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
-    p.add_argument("--out", default=None, metavar="DIR", help="also write the report, per-image CSV and plots here")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="also write the report, per-image CSV and plots here")
     p.add_argument("--plot-format", choices=PLOT_FORMATS, default="png", help="figure format (default png)")
     p.add_argument("--top-losses", type=positive_int, default=20, metavar="N",
                    help="images in top_losses.png (default 20)")
@@ -98,8 +97,35 @@ def _main(argv):
     if args.out is not None:
         written = write_outputs(args.out, evaluation, preprocessing, extra, args.plot_format, args.top_losses,
                                 title=f"Evaluation on {source}")
-        print(f"Written to {Path(args.out)}/: {', '.join(written)}", file=sys.stderr if args.format == "json" else sys.stdout)
+        stream = sys.stderr if args.format == "json" else sys.stdout  # stdout stays valid JSON
+        print(f"Written to {Path(args.out)}/: {', '.join(written)}", file=stream)
     return EXIT_ERROR if evaluation.failed else EXIT_OK
+
+
+def write_outputs(out_dir, evaluation, preprocessing, extra=None, plot_format="png", top_losses=20,
+                  title="Evaluation"):
+    """evaluation.json, predictions.csv, confusion.<fmt>, top_losses.<fmt> in out_dir; returns the names."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "evaluation.json", evaluation.to_json(extra))
+    write_atomic(out / "predictions.csv", evaluation.per_image_csv())
+    written = ["evaluation.json", "predictions.csv"]
+    matrix = evaluation.report["confusion"]
+    if plots.confusion(out / f"confusion.{plot_format}", matrix, evaluation.class_names, title=title):
+        written.append(f"confusion.{plot_format}")
+        worst = evaluation.most_confidently_wrong(top_losses)
+        x, ok, _ = preprocess_for_prediction([Path(r["path"]) for r in worst], preprocessing)
+        by_path = {str(p): image for p, image in zip(ok, x)}
+        shown = [r for r in worst if r["path"] in by_path]
+        captions = [f"{Path(r['path']).name}\ntrue {r['true']}\n"
+                    f"predicted {r['predicted']} {r['probability']:.3f}" for r in shown]
+        wrong = sum(not r["correct"] for r in evaluation.rows)
+        heading = f"Most confidently wrong: {len(shown)} of {wrong} misclassified images" if shown else \
+            "No misclassified images"
+        plots.image_grid(out / f"top_losses.{plot_format}", [by_path[r["path"]] for r in shown], captions,
+                         heading)
+        written.append(f"top_losses.{plot_format}")
+    return written
 
 
 if __name__ == "__main__":
