@@ -10,12 +10,12 @@ for c). d y_c / d A comes from the layers' own backward kernels run in inference
 off, batch normalisation with its moving statistics): no framework, no finite differences.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from . import _atomic
 from .layers.conv import Conv2D
 from .layers.core import Activation
 from .layers.normalization import BatchNormalization
@@ -127,21 +127,11 @@ def save_explanation(directory, name, image, heatmap):
     to a temporary file and renamed into place."""
     directory = Path(directory)
     png, npy = directory / f"{name}.png", directory / f"{name}.npy"
-    _atomic(png, lambda f: Image.fromarray(overlay(image, heatmap)).save(f, format="PNG"))
-    _atomic(npy, lambda f: np.save(f, np.asarray(heatmap, np.float32)))
+    with _atomic.replacing(png, ".png") as tmp:
+        Image.fromarray(overlay(image, heatmap)).save(tmp, format="PNG")
+    with _atomic.replacing(npy, ".npy") as tmp:
+        np.save(tmp, np.asarray(heatmap, np.float32))
     return png, npy
-
-
-def _atomic(path, write):
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
 
 
 class ExplanationWriter:

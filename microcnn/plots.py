@@ -1,12 +1,12 @@
 """Figures for a lab notebook: training curves, confusion matrix, most confidently wrong images. matplotlib is
 optional (`pip install 'microcnn[plots]'`): every function returns None when it is missing, else the path it
-wrote. Figures are saved at 150 dpi as png, svg or pdf, atomically (temporary file + rename)."""
+wrote. Figures are saved at 150 dpi as png, svg or pdf, atomically (microcnn/_atomic.py)."""
 
 import os
-import tempfile
 
 import numpy as np
 
+from . import _atomic
 from .metrics import row_percentages
 
 PLOT_FORMATS = ("png", "svg", "pdf")
@@ -26,20 +26,9 @@ def _pyplot():
 
 def save_figure(fig, path):
     """Write fig to path (format from its extension) through a temporary file and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-    os.close(fd)
-    try:
+    suffix = os.path.splitext(str(path))[1]
+    with _atomic.replacing(path, suffix) as tmp:
         fig.savefig(tmp, dpi=DPI, format=suffix[1:])
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files; these are ordinary outputs
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return str(path)
 
 

@@ -9,10 +9,12 @@ import functools
 import numpy as np
 import pytest
 import reference_numpy as ref
+from _helpers import assert_close, rand_from
 
 from microcnn import _core
 
 RNG = np.random.default_rng(1128)
+rand = rand_from(RNG)
 
 # (N, H, W, C, K, R, S, stride_h, stride_w, padding)
 DIRECT_CASES = [
@@ -27,13 +29,6 @@ DIRECT_CASES = [
 ]
 
 
-def rand(*shape, scale=1.0):
-    return (RNG.standard_normal(shape) * scale).astype(np.float32)
-
-
-def assert_close(got, want, rtol=1e-4):
-    want = np.asarray(want, np.float64)
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(1.0, float(np.abs(want).max())))
 
 
 def case_arrays(case):

@@ -3,20 +3,19 @@ adam_update bit for bit, and the Sequential path that uses it for large Dense ke
 
 import numpy as np
 import pytest
+from _helpers import rand_from
 
 import microcnn
 from microcnn import _core, layers, optimizers
 from microcnn._outer_gradient import FACTORED_MIN_WEIGHTS
 
 RNG = np.random.default_rng(11)
+rand = rand_from(RNG)
 
 # (N, K, M): above 2^20 weights the update runs block by block (192 rows; K and M not multiples of the blocks
 # or register tiles, and a batch deeper than one 256-deep GEMM slice); at or below, dw is computed whole.
 CASES = [(5, 4500, 240), (3, 4099, 257), (300, 4200, 250), (4, 30, 20), (7, 4096, 256)]
 
-
-def rand(*shape, scale=1.0):
-    return (RNG.standard_normal(shape) * scale).astype(np.float32)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)

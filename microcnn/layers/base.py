@@ -26,10 +26,10 @@ import re
 
 import numpy as np
 
+from .._registry import Registry
 from .._validation import boolean
 from .._validation import shape as _shape
 
-_REGISTRY = {}
 _NAME_COUNTS = {}
 _initialize = True
 
@@ -47,30 +47,7 @@ def skip_initialization():
 
 def register(cls):
     """Class decorator: make a layer type known to `deserialize` (and so to `load_model`)."""
-    _REGISTRY[cls.__name__] = cls
-    return cls
-
-
-def get_layer_class(class_name):
-    if class_name not in _REGISTRY:
-        raise ValueError(f"class_name: expected a layer type, one of {', '.join(sorted(_REGISTRY))}; "
-                         f"got {class_name!r}")
-    return _REGISTRY[class_name]
-
-
-def serialize(layer):
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
-
-
-def deserialize(spec):
-    """A layer from {"class_name": ..., "config": {...}}; ValueError on unknown types or bad configs."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("config", {}), dict):
-        raise TypeError(f"expected a dict with 'class_name' and 'config' (a dict), got {spec!r}")
-    cls = get_layer_class(spec.get("class_name"))
-    try:
-        return cls.from_config(dict(spec.get("config", {})))
-    except TypeError as exc:  # unknown/missing constructor arguments and wrongly typed values
-        raise ValueError(f"bad config for {cls.__name__}: {exc}") from None
+    return LAYERS.register()(cls)
 
 
 def to_snake_case(name):
@@ -258,3 +235,8 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+LAYERS = Registry("layer", Layer)
+# {"class_name", "config"} <-> layer; deserialize raises ValueError on unknown types or bad configs.
+get_layer_class, serialize, deserialize = LAYERS.class_for, LAYERS.serialize, LAYERS.deserialize

@@ -1,7 +1,5 @@
 """Conv2D and MaxPooling2D on NHWC batches (Keras's channels_last)."""
 
-import math
-
 from .. import _core
 from .. import initializers as _initializers
 from .._validation import boolean, choice, int_pair, positive_int
@@ -11,23 +9,16 @@ from .base import Layer, format_shape, recording, register
 PADDINGS = ("valid", "same")
 
 
-def output_length(size, window, stride, padding):
-    """Keras/TF: valid -> (size - window) // stride + 1, same -> ceil(size / stride)."""
-    if padding == "same":
-        return math.ceil(size / stride)
-    return (size - window) // stride + 1 if size >= window else 0
-
-
 def _spatial_output(layer, input_shape, window, strides, padding, kind):
     if len(input_shape) != 4:
         raise ValueError(f"layer {layer.name!r} ({kind}): expected input of rank 4 (batch, height, width, "
                          f"channels), got shape {format_shape(input_shape)}")
-    p = output_length(input_shape[1], window[0], strides[0], padding)
-    q = output_length(input_shape[2], window[1], strides[1], padding)
-    if p < 1 or q < 1:
+    try:  # the kernels' own formula (Keras/TF: valid (size - window) // stride + 1, same ceil(size / stride))
+        return tuple(_core.conv2d_output_size(input_shape[axis], window[axis - 1], strides[axis - 1], padding)
+                     for axis in (1, 2))
+    except ValueError:
         raise ValueError(f"layer {layer.name!r} ({kind}): a {window[0]}x{window[1]} window with padding "
-                         f"{padding!r} does not fit input shape {format_shape(input_shape)}")
-    return p, q
+                         f"{padding!r} does not fit input shape {format_shape(input_shape)}") from None
 
 
 @register
