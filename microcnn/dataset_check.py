@@ -14,6 +14,7 @@ import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import images
@@ -39,7 +40,19 @@ def find_splits(root):
 
 
 def inspect_image(path):
-    """(info dict, pixel hash) for a readable image; raises images.ImageDecodeError naming the cause."""
+    """(info dict, content hash) for a readable image; raises images.ImageDecodeError naming the cause. A file
+    Pillow cannot open but the training decoder can (microcnn/images.py) counts as readable, hashed by its
+    bytes."""
+    try:
+        return _inspect_with_pillow(path)
+    except images.ImageDecodeError:
+        decoded = images.decode(path, (8, 8))  # raises with the reason training would give
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return {"format": Path(path).suffix.lstrip(".").upper() or "?", "size": "?", "mode": decoded.mode,
+                "bit_depth": "8-bit" if decoded.pixels.dtype == np.uint8 else "high"}, digest
+
+
+def _inspect_with_pillow(path):
     try:
         with Image.open(path) as im:
             limit = Image.MAX_IMAGE_PIXELS

@@ -104,3 +104,25 @@ def test_flat_layout_and_bad_folder(tmp_path, capsys):
     assert result["splits"] == ["all"] and len(result["conflicts"]) == 1 and not result["leaks"]
     assert check_main([str(tmp_path / "missing")]) == 1
     assert "missing: not a directory" in capsys.readouterr().err
+
+
+def test_files_only_the_training_decoder_reads_count_as_readable(tmp_path, monkeypatch):
+    """A format Pillow cannot open but microcnn's decoder can (here: Pillow made to refuse TIFF) is readable,
+    and its copies are found by their bytes."""
+    from microcnn import dataset_check, images
+
+    root = make_clean(tmp_path / "data")
+    _save(root / "train" / "cells" / "scan.tif", _image(99))
+    shutil.copy(root / "train" / "cells" / "scan.tif", root / "validation" / "cells" / "scan_copy.tif")
+    pillow = dataset_check._inspect_with_pillow
+
+    def refuse_tiff(path):
+        if str(path).endswith(".tif"):
+            raise images.ImageDecodeError("not a readable image (unrecognised or empty file)")
+        return pillow(path)
+
+    monkeypatch.setattr(dataset_check, "_inspect_with_pillow", refuse_tiff)
+    result = check_dataset(root)
+    assert not result["unreadable"] and result["counts"]["train"]["cells"] == 4
+    assert [[p.rsplit("/", 1)[1] for p in g] for g in result["leaks"]] == [["scan.tif", "scan_copy.tif"]]
+    assert result["summary"]["sizes"]["?"] == 2
