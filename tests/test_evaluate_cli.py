@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_cli import LEVELS, make_dataset, train_args
 
 from microcnn.cli.evaluate import main as evaluate_main
@@ -65,7 +66,8 @@ def test_evaluate_matches_scikit_learn_and_writes_its_files(trained, tmp_path, c
     f1 = sklearn_metrics.f1_score(y_true, y_pred, labels=[0, 1, 2], average=None, zero_division=0)
     assert [report["per_class"][c]["f1"] for c in CLASSES] == pytest.approx(f1.tolist())
     for name in ("confusion.png", "top_losses.png"):
-        assert (out / name).stat().st_size > 1000, name
+        with Image.open(out / name) as image:
+            assert image.info["dpi"] == pytest.approx((150, 150), abs=0.1), name
 
 
 def test_evaluate_text_a_class_folder_and_errors(trained, tmp_path, capsys):
