@@ -91,4 +91,6 @@ def plot_details(settings, dataset, ds):
     return {"dataset": Path(dataset).resolve().name, "arch": settings["arch"],
             "images": f"{len(ds.x_train)} train / {len(ds.x_val)} val, "
                       f"{'x'.join(map(str, ds.input_shape))}",
+            "Adam lr": f"{settings['lr']:g}" + ("" if settings.get("schedule", "constant") == "constant"
+                                                else f" ({settings['schedule']})"),
             "seed": settings["seed"]}
