@@ -102,6 +102,9 @@ def test_validation_split_is_saved_and_reproduces_the_validation_confusion(tmp_p
     with open(out / "confusion.csv", newline="") as f:
         trained_confusion = [[int(v) for v in row[1:]] for row in list(csv.reader(f))[1:]]
     assert report["confusion"] == trained_confusion and report["n"] == 6
+    (out / "test_evaluation.json").write_text("{}")  # as if an earlier run had a test/ folder
+    assert train_main(train_args(flat, out, "--overwrite", epochs=1)) == 0
+    assert not (out / "test_evaluation.json").exists() and (out / "split.csv").exists()
 
 
 def test_leak_is_a_warning_before_training(tmp_path, capsys):

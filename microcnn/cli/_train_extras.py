@@ -66,6 +66,15 @@ def split_csv(dataset, validation_split, seed, class_names):
     return split_csv_text(splits, class_names)
 
 
+def write_or_remove(path, text):
+    """Write text to path, or with text None remove what an earlier run (--overwrite) left there: a split or a
+    test evaluation that describes another model."""
+    if text is not None:
+        _report.write_atomic(path, text)
+    elif Path(path).is_file():
+        Path(path).unlink()
+
+
 def evaluate_test(out, items, batch_size):
     """Evaluate the model saved in OUT on the test images; write OUT/test_evaluation.json and print it."""
     from .predict import load_trained_model

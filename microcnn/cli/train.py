@@ -190,6 +190,8 @@ def _main(argv):
     if test_items and tracker.epochs_completed:
         written = _train_extras.evaluate_test(out, test_items, settings["batch_size"])
         print(f"Test evaluation written to {out / written}")
+    elif tracker.epochs_completed:  # a new model: an earlier run's test evaluation no longer applies
+        _train_extras.write_or_remove(out / _train_extras.TEST_EVALUATION, None)
     if (out / CHECKPOINT).exists():
         shutil.rmtree(out / CHECKPOINT)  # the run it could resume has finished
     return EXIT_OK
@@ -292,8 +294,7 @@ def _finish(model, ds, tracker, out, metadata, validation, plot_format="png", sp
         matrix = _report.confusion_matrix(ds.y_val, predicted, ds.num_classes)
         print(_report.confusion_text(matrix, ds.class_names))
         _report.write_atomic(out / "confusion.csv", _report.confusion_csv(matrix, ds.class_names))
-    if split_text is not None:
-        _report.write_atomic(out / _train_extras.SPLIT_CSV, split_text)
+    _train_extras.write_or_remove(out / _train_extras.SPLIT_CSV, split_text)
     details = _train_extras.plot_details(metadata["training"], metadata["training"]["dataset"], ds)
     plots = _report.save_plots(out, tracker.history, matrix, ds.class_names, best_epoch, details, plot_format)
     if tracker.best_epoch is not None:
