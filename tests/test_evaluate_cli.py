@@ -57,7 +57,14 @@ def test_evaluate_matches_scikit_learn_and_writes_its_files(trained, tmp_path, c
     assert report == json.loads((out / "evaluation.json").read_text())
     assert report == {**json.loads((model / "test_evaluation.json").read_text()), "model": str(model)}
     rows = _rows(out / "predictions.csv")
-    assert list(rows[0]) == ["path", "true", "predicted", "probability", "correct"]
+    assert list(rows[0]) == ["path", "true", "predicted", "probability", "correct", "known", "ood_score"]
+    known = np.array([r["known"] == "1" for r in rows])
+    correct = np.array([r["correct"] == "1" for r in rows])
+    open_set = report["open_set"]  # microcnn-train gives every model an unknown-image detector
+    assert open_set["accepted"] == known.sum()
+    assert open_set["accepted_fraction"] == pytest.approx(known.mean())
+    if known.any():
+        assert open_set["accuracy_on_accepted"] == pytest.approx(correct[known].mean())
     y_true = [CLASSES.index(r["true"]) for r in rows]
     y_pred = [CLASSES.index(r["predicted"]) for r in rows]
     assert [int(r["correct"]) for r in rows] == [int(t == p) for t, p in zip(y_true, y_pred)]
@@ -170,6 +177,12 @@ def test_open_set_figures_with_a_detector(trained):
     columns = list(_rows_of(evaluation.per_image_csv())[0])
     assert columns == ["path", "true", "predicted", "probability", "correct", "known", "ood_score"]
     assert f"Open set: accepted {int(known.sum())} of {len(items)} images" in summary_text(evaluation)
+
+    model.ood = None  # a model without a detector: no open-set figures, no known/ood_score columns
+    plain = evaluate_images(model, meta["class_names"], meta["preprocessing"], items)
+    assert "open_set" not in plain.report and "Open set" not in summary_text(plain)
+    assert list(_rows_of(plain.per_image_csv())[0]) == ["path", "true", "predicted", "probability", "correct"]
+    assert plain.report["confusion"] == evaluation.report["confusion"]
 
 
 def _rows_of(text):
