@@ -57,6 +57,12 @@ def build_parser():
     p.add_argument("--top-k", type=positive_int, default=1, metavar="K", help="show the K most likely classes")
     p.add_argument("--format", choices=("text", "json", "csv"), default="text", help="output format (default text)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (default 32)")
+    p.add_argument("--explain", default=None, metavar="DIR",
+                   help="write a Grad-CAM heatmap of the predicted class per image: DIR/<name>.png (overlay) "
+                        "and DIR/<name>.npy (float32, the model's input size)")
+    p.add_argument("--explain-method", choices=("gradcam", "hirescam"), default="gradcam",
+                   help="gradcam: channel weights from the averaged gradient; hirescam: gradient x feature map "
+                        "per place, better for Flatten + Dense heads (default gradcam)")
     p.add_argument("--threads", type=positive_int, default=None, help="kernel threads (default: all cores)")
     p.add_argument("--accept", type=fraction, default=None, metavar="Q",
                    help="accept the fraction Q of known images (e.g. 0.99: fewer unknown answers, more "
@@ -119,6 +125,11 @@ def _main(argv):
         print(f"{PROG}: {escape(path)}: no such file or directory", file=sys.stderr)
         failures += 1
     writer = _Writer(args.format, k, sys.stdout, detector is not None)
+    explainer = None
+    if args.explain is not None:
+        from ..explain import ExplanationWriter
+
+        explainer = ExplanationWriter(args.explain, model, args.explain_method)
     for start in range(0, len(files), args.batch_size):
         x, ok, failed = preprocess_for_prediction(files[start:start + args.batch_size], preprocessing)
         for path, reason in failed:
@@ -143,7 +154,13 @@ def _main(argv):
                     continue
                 order = np.argsort(-p, kind="stable")[:k]
                 writer.write(str(path), [(class_names[i], float(p[i])) for i in order], is_known, score)
+            if explainer is not None:
+                explainer.write(x, ok, np.argmax(probs, axis=1))
     writer.close()
+    if explainer is not None and explainer.empty:
+        print(f"{PROG}: note: {len(explainer.empty)} heatmap(s) are empty (no positive {args.explain_method} "
+              f"evidence for the predicted class, e.g. {explainer.empty[0]})"
+              + ("; try --explain-method hirescam" if args.explain_method == "gradcam" else ""), file=sys.stderr)
     if not files and not missing:
         raise RuntimeError(f"no image files found in {', '.join(args.paths)}")
     return EXIT_ERROR if failures else EXIT_OK
