@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import distributed
 from ..data import preprocess_for_prediction, walk_files
 from ..images import readable_extensions
 from ._common import (
@@ -83,6 +84,8 @@ def collect_images(paths):
 
 def _main(argv):
     args = parse(build_parser(), argv)
+    distributed.world()  # under mpiexec/srun the files are shared out between the processes
+    distributed.quiet_other_ranks()
     set_threads(args.threads)
     model_dir = Path(args.model)
     if not model_dir.is_dir():
@@ -91,24 +94,51 @@ def _main(argv):
     k = min(args.top_k, len(class_names))
     files, missing = collect_images(args.paths)
     failures = 0
-    for path in missing:
+    for path in missing if distributed.is_root() else ():
         print(f"{PROG}: {path}: no such file or directory", file=sys.stderr)
         failures += 1
-    writer = _Writer(args.format, k, sys.stdout)
-    for start in range(0, len(files), args.batch_size):
-        x, ok, failed = preprocess_for_prediction(files[start:start + args.batch_size], preprocessing)
+    writer = _Writer(args.format, k, sys.stdout) if distributed.is_root() else None
+
+    def predict_batch(batch):
+        """-> ([(path, ranked)], [(path, reason)]) for one batch of files."""
+        x, ok, failed = preprocess_for_prediction(batch, preprocessing)
+        results = []
+        if len(ok):
+            for path, p in zip(ok, model.predict(x, batch_size=args.batch_size)):
+                order = np.argsort(-p, kind="stable")[:k]
+                results.append((str(path), [(class_names[i], float(p[i])) for i in order]))
+        return results, failed
+
+    for results, failed in distributed_batches(files, args.batch_size, predict_batch):
         for path, reason in failed:
             print(f"{PROG}: {path}: {reason}", file=sys.stderr)
         failures += len(failed)
-        if len(ok):
-            probs = model.predict(x, batch_size=args.batch_size)
-            for path, p in zip(ok, probs):
-                order = np.argsort(-p, kind="stable")[:k]
-                writer.write(str(path), [(class_names[i], float(p[i])) for i in order])
+        for path, ranked in results:
+            writer.write(path, ranked)
+    if writer is None:
+        return EXIT_OK  # rank 0 reports and sets the exit status
     writer.close()
     if not files and not missing:
         raise RuntimeError(f"no image files found in {', '.join(args.paths)}")
     return EXIT_ERROR if failures else EXIT_OK
+
+
+def distributed_batches(files, batch_size, predict_batch):
+    """Yields predict_batch(batch) for every batch of files, in order. Under MPI (on rank 0 only) batch j
+    is computed by rank j % N and the results of each round of N batches are gathered to rank 0, so the
+    output streams in the order of a 1-process run while memory holds one round."""
+    world = distributed.world()
+    starts = list(range(0, len(files), batch_size))
+    if world is None:
+        for start in starts:
+            yield predict_batch(files[start:start + batch_size])
+        return
+    for first in range(0, len(starts), world.size):
+        mine = first + world.rank
+        result = predict_batch(files[starts[mine]:starts[mine] + batch_size]) if mine < len(starts) else None
+        gathered = world.gather(result)
+        if world.rank == 0:
+            yield from (r for r in gathered if r is not None)
 
 
 class _Writer:

@@ -5,6 +5,7 @@ weights.safetensors, with class names and preprocessing in its metadata), histor
 with matplotlib, curves.png and confusion.png. Ctrl-C saves a resumable checkpoint in OUT/checkpoint/.
 """
 
+import os
 import shutil
 import sys
 import time
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import distributed
 from ..augment import ImageAugmenter
+from ..cache import default_cache_dir, describe_cache, open_cache
 from ..data import COLOR_MODES, FolderDataset
 from ..images import describe
 from ..presets import available_presets
@@ -86,6 +89,11 @@ def build_parser():
     p.add_argument("--class-weight", choices=("none", "auto"), default="none",
                    help="auto: weight each class by n_images / (n_classes * its images), for imbalanced "
                         "datasets (default none)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="decode images once into an on-disk cache in DIR and stream batches from it "
+                        "(default DATASET/.microcnn-cache)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="decode every image into memory at each run instead of using the cache")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run saved in OUT/checkpoint/")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the model in a non-empty OUT (only the files this tool writes)")
@@ -99,6 +107,8 @@ def main(argv=None):
 
 def _main(argv):
     args = parse(build_parser(), argv)
+    world = distributed.world()  # under mpiexec/srun: one of several processes training one model
+    distributed.quiet_other_ranks()
     set_threads(args.threads)
     dataset = Path(args.dataset)
     if not dataset.is_dir():
@@ -107,16 +117,22 @@ def _main(argv):
     _check_out(out, dataset, args)
     resume = _read_checkpoint(out) if args.resume else None
     settings = _settings(args, resume)
+    if world is not None:
+        settings = world.bcast(settings)  # one seed for all ranks when it is drawn at random
 
     import microcnn
 
     microcnn.set_seed(settings["seed"])
     split_seed, shuffle_seed, augment_seed = (int(s) for s in np.random.SeedSequence(settings["seed"]).generate_state(3))
     print(f"Reading {dataset}/ ...", flush=True)
-    ds = FolderDataset(dataset, image_size=tuple(settings["image_size"]), color=settings["color"],
-                       validation_split=settings["validation_split"], seed=split_seed, progress=_progress)
+    ds = _read_dataset(dataset, args, settings, split_seed, world)
     print(ds.report.summary(dataset))
-    print(f"Images in memory: {ds.nbytes / 1e6:.1f} MB as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
+    if ds.cache is not None:
+        on_disk = (ds.x_train.disk_bytes + ds.x_val.disk_bytes) / 1e6
+        print(f"{describe_cache(ds.cache, len(ds.x_train) + len(ds.x_val) + len(ds.report.failed))}; "
+              f"{on_disk:.1f} MB on disk, streamed as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
+    else:
+        print(f"Images in memory: {ds.nbytes / 1e6:.1f} MB as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
     if resume is not None and (resume["class_names"] != ds.class_names
                                or resume["preprocessing"] != ds.preprocessing):
         raise RuntimeError(f"{out / CHECKPOINT}: the checkpoint was trained on classes "
@@ -147,6 +163,8 @@ def _main(argv):
     }
     start = tracker.epochs_completed
     threads = microcnn._core.get_num_threads()
+    ranks = "" if world is None else f" x {world.size} MPI processes (batch {settings['batch_size']} split " \
+        "between them)"
     class_weight = class_weights_for(settings["class_weight"], ds)
     callbacks = [tracker] + training_callbacks(settings, validation is not None)
     schedule = "" if settings["schedule"] == "constant" else f" ({settings['schedule']} schedule)"
@@ -154,7 +172,7 @@ def _main(argv):
           f"from epoch {start + 1} to {settings['epochs']}: batch {settings['batch_size']}, Adam lr "
           f"{settings['lr']:g}{schedule}, "
           f"{'no augmentation' if augmenter is None else 'shear/zoom/flip augmentation'}, "
-          f"seed {settings['seed']}, {threads} thread{'s' if threads != 1 else ''}", flush=True)
+          f"seed {settings['seed']}, {threads} thread{'s' if threads != 1 else ''}{ranks}", flush=True)
     if class_weight is not None:
         print("Class weights: " + ", ".join(f"{ds.class_names[c]} {w:.3g}" for c, w in class_weight.items()))
     t0 = time.perf_counter()
@@ -163,6 +181,8 @@ def _main(argv):
                   callbacks=callbacks, class_weight=class_weight, verbose=0)
     except KeyboardInterrupt:
         tracker.close()
+        if not distributed.is_root():  # every rank stopped after the same step; rank 0 saves
+            return EXIT_INTERRUPTED
         print("\nInterrupted: saving a checkpoint ...", file=sys.stderr, flush=True)
         _save_checkpoint(model, out, metadata, tracker, train)
         _finish(model, ds, tracker, out, metadata, validation)
@@ -170,10 +190,38 @@ def _main(argv):
               file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"Trained {tracker.epochs_completed - start} epoch(s) in {time.perf_counter() - t0:.1f} s")
+    if world is not None:
+        steps = max(world.allreduce_calls, 1)
+        print(f"Gradient allreduce: {1000 * world.allreduce_seconds / steps:.1f} ms per step on average "
+              f"({world.allreduce_seconds:.1f} s in total)")
+        if not distributed.is_root():
+            return EXIT_OK
+        validation = ds.batches("validation", settings["batch_size"], shard=False) if len(ds.x_val) else None
     _finish(model, ds, tracker, out, metadata, validation)
     if (out / CHECKPOINT).exists():
         shutil.rmtree(out / CHECKPOINT)  # the run it could resume has finished
     return EXIT_OK
+
+
+def _read_dataset(dataset, args, settings, split_seed, world):
+    """FolderDataset through the image cache (unless --no-cache). Under MPI rank 0 decodes what the cache
+    lacks while the others wait, then they read the cache rank 0 wrote."""
+    cache = None
+    root = world is None or world.rank == 0
+    if not args.no_cache:
+        folder = Path(args.cache) if args.cache else default_cache_dir(dataset)
+        cache = open_cache(folder, tuple(settings["image_size"]), update=root,
+                           stream=sys.stderr if root else open(os.devnull, "w"))  # noqa: SIM115
+    if world is not None and not world.bcast(cache is not None if root else None):
+        cache = None  # rank 0 could not write the cache: every rank decodes into memory
+    if world is not None and not root and cache is not None:
+        world.barrier()
+    ds = FolderDataset(dataset, image_size=tuple(settings["image_size"]), color=settings["color"],
+                       validation_split=settings["validation_split"], seed=split_seed,
+                       progress=_progress if root else None, cache=cache)
+    if world is not None and root and cache is not None:
+        world.barrier()
+    return ds
 
 
 def _progress(items, total, split):
@@ -233,7 +281,7 @@ def _check_out(out, dataset, args):
             raise RuntimeError(f"--out {out}: already contains {what}; pass --overwrite to replace the model "
                                f"(other files are kept), --resume to continue an interrupted run, or choose "
                                f"another --out")
-        if _is_ours(out / CHECKPOINT):
+        if _is_ours(out / CHECKPOINT) and distributed.is_root():
             shutil.rmtree(out / CHECKPOINT)
 
 

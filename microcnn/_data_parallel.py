@@ -1,0 +1,127 @@
+"""One training step of a Sequential on one rank of an MPI run (see microcnn/distributed.py).
+
+Each rank holds its contiguous chunk of the global batch. The loss kernel averages over the rows it sees,
+so a rank's gradient times its row count is the sum of its rows' (weighted) gradients; those sums, plus
+(loss sum, correct, rows, stop flag), are summed over ranks with one bucketed allreduce and divided by the
+global row count: the gradient of the global batch's mean loss, as one process computes it (up to float
+rounding: the sum is taken in another order). A large Dense kernel's gradient, which one process applies
+inside the fused dense+Adam pass, is materialised here so it can be summed first.
+
+BatchNormalization normalises with the statistics of the rank's own rows (as PyTorch's DistributedDataParallel
+does without SyncBatchNorm): with BN layers, N processes do not follow 1 process exactly. Their moving
+statistics are averaged over ranks after every step, so every rank (and the saved model) holds the same.
+"""
+
+import signal
+import threading
+
+import numpy as np
+
+from .layers.core import Dropout
+
+_stop_requested = []
+
+
+def _request_stop(signum, frame):
+    _stop_requested.append(signum)
+
+
+class stop_on_signal:
+    """While fit runs under MPI, Ctrl-C (SIGINT) and SIGTERM only set a flag; the flag travels with the
+    next gradient allreduce, and every rank raises KeyboardInterrupt after the same step. So all ranks stop
+    together with the same weights, and rank 0 can save a checkpoint."""
+
+    def __enter__(self):
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, _request_stop)
+        _stop_requested.clear()
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        _stop_requested.clear()
+
+
+def synchronize(model, world):
+    """Give every rank rank 0's weights, layer state, optimizer state and global random state, so ranks
+    that were built or seeded differently start the same."""
+    from . import _seeding
+
+    state = world.bcast((model.get_weights(), model.training_state(),
+                         model.optimizer.get_state() if model.optimizer is not None else None,
+                         _seeding.global_rng().bit_generator.state) if world.rank == 0 else None)
+    if world.rank != 0:
+        weights, training_state, optimizer_state, rng_state = state
+        model.set_weights(weights)
+        model.set_training_state(training_state)
+        if optimizer_state is not None:
+            model.optimizer.set_state(optimizer_state)
+        _seeding.global_rng().bit_generator.state = rng_state
+
+
+def batch_step(model, world, x, y, sample_weight, class_weight, training):
+    """(loss, correct, rows) of one step. Training: the global batch's values, after the update every rank
+    applied. Inference: this rank's own values (the epoch's totals are summed by `reduce_totals`)."""
+    n_local = len(x)
+    offset = world.comm.exscan(n_local) if training else 0
+    offset = offset or 0  # rank 0 gets None
+    loss, correct, grads = 0.0, 0, None
+    if n_local:
+        for layer in model._layers:
+            if isinstance(layer, Dropout):
+                layer.row_offset = offset  # the chunk's first row in the global batch keys its masks
+        try:
+            x = model._prepare_x(x)
+            labels = model.loss.prepare_labels(y, model.output_shape[-1])
+            weights = model._sample_weights(labels, sample_weight, class_weight, len(x))
+            logits = model._fused_softmax()
+            outputs = model._forward(x, training, logits)
+            loss, probs, doutputs = model.loss(outputs, labels, weights, outputs_are_logits=logits)
+            correct = int(np.count_nonzero(np.argmax(probs, axis=1) == model.loss.class_indices(labels)))
+            if training:
+                grads_and_vars, names = model._backward(doutputs)
+                grads = [np.array(g, dtype=np.float32) * np.float32(n_local) for g, _ in grads_and_vars]
+        except BaseException:
+            for layer in model._layers:
+                layer.clear_cache()
+            raise
+    if not training:
+        return float(loss), correct, n_local
+    variables, names = [], []
+    for key, layer, w in model.weight_entries():
+        if w in layer.trainable_weight_names:
+            variables.append(layer._weights[w])
+            names.append(key)
+    if grads is None:  # no rows here (a last batch smaller than the number of ranks)
+        grads = [np.zeros_like(v) for v in variables]
+    moving = [layer._weights[w].copy() for _, layer, w in model.weight_entries()
+              if w not in layer.trainable_weight_names]
+    totals = world.allreduce_arrays(grads + moving,
+                                    [float(loss) * n_local, correct, n_local, 1.0 if _stop_requested else 0.0])
+    rows = totals[2]
+    scale = np.float32(1.0 / rows)
+    for g in grads:
+        g *= scale
+    from .training import _defer_keyboard_interrupt
+
+    with _defer_keyboard_interrupt():
+        model.optimizer.apply_gradients(list(zip(grads, variables)), names)
+        for layer in model._layers:
+            layer.commit_step()
+        averaged = iter(moving)
+        for _, layer, w in model.weight_entries():
+            if w not in layer.trainable_weight_names:
+                layer._weights[w][...] = next(averaged) * np.float32(1.0 / world.size)
+    if totals[3] > 0:
+        raise KeyboardInterrupt
+    return float(totals[0] / rows), round(totals[1]), round(rows)
+
+
+def reduce_totals(world, totals):
+    """Sum an inference epoch's running totals (loss weighted by rows, correct, rows) over ranks."""
+    loss, correct, count = world.sum_scalars([totals.loss, totals.correct, totals.count])
+    totals.loss, totals.correct, totals.count = float(loss), round(correct), round(count)
+    return totals
