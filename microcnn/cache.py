@@ -168,7 +168,7 @@ class ImageCache:
         self.read_options = dict(read_options or {})
         digest = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
         self.folder = Path(folder) / digest
-        self.decoded = 0  # images decoded (not found in the cache) by the last decode_many
+        self.decoded = 0  # images decoded (not found in the cache) by decode_many so far
         self._files = {}
         self._records_name = None
         self._reader = None
@@ -215,7 +215,6 @@ class ImageCache:
         paths = list(paths)
         entries = self.lookup(paths)
         missing = [i for i, e in enumerate(entries) if e is None]
-        self.decoded = 0
         if missing and not self.update:
             raise RuntimeError(f"{self.folder}: {len(missing)} image(s) not in the cache (first: "
                                f"{paths[missing[0]]}); was it changed during the run?")
@@ -226,7 +225,7 @@ class ImageCache:
                 missing = [i for i, e in enumerate(entries) if e is None]
                 if missing:
                     self._decode_into(paths, entries, missing, progress)
-                    self.decoded = len(missing)
+                    self.decoded += len(missing)
         return self._results(entries)
 
     def _decode_into(self, paths, entries, missing, progress):
