@@ -27,14 +27,18 @@ def _request_stop(signum, frame):
 
 
 class stop_on_signal:
-    """While fit runs under MPI, Ctrl-C (SIGINT) and SIGTERM only set a flag; the flag travels with the
+    """While fit runs under MPI, SIGINT, SIGTERM and SIGUSR1 only set a flag; the flag travels with the
     next gradient allreduce, and every rank raises KeyboardInterrupt after the same step. So all ranks stop
-    together with the same weights, and rank 0 can save a checkpoint."""
+    together with the same weights, and rank 0 can save a checkpoint. (Open MPI's mpiexec forwards SIGUSR1
+    and leaves the ranks running; on Ctrl-C it kills them about 0.2 s after SIGTERM. Slurm sends SIGTERM
+    and waits KillWait, 30 s by default, before SIGKILL.)"""
 
     def __enter__(self):
         self.previous = {}
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR1", None)):
+                if sig is None:
+                    continue
                 self.previous[sig] = signal.signal(sig, _request_stop)
         _stop_requested.clear()
         return self

@@ -16,6 +16,7 @@ import numpy as np
 from .. import distributed
 from ..augment import ImageAugmenter
 from ..cache import default_cache_dir, describe_cache, open_cache
+from ..callbacks import Callback
 from ..data import COLOR_MODES, FolderDataset
 from ..images import describe
 from ..presets import available_presets
@@ -167,6 +168,8 @@ def _main(argv):
         "between them)"
     class_weight = class_weights_for(settings["class_weight"], ds)
     callbacks = [tracker] + training_callbacks(settings, validation is not None)
+    if world is not None:
+        callbacks.append(_EpochCheckpoint(lambda: _save_checkpoint(model, out, metadata, tracker, train)))
     schedule = "" if settings["schedule"] == "constant" else f" ({settings['schedule']} schedule)"
     print(f"{'Resuming' if resume else 'Training'} {settings['arch']} ({model.count_params():,} parameters) "
           f"from epoch {start + 1} to {settings['epochs']}: batch {settings['batch_size']}, Adam lr "
@@ -196,11 +199,23 @@ def _main(argv):
               f"({world.allreduce_seconds:.1f} s in total)")
         if not distributed.is_root():
             return EXIT_OK
-        validation = ds.batches("validation", settings["batch_size"], shard=False) if len(ds.x_val) else None
     _finish(model, ds, tracker, out, metadata, validation)
     if (out / CHECKPOINT).exists():
         shutil.rmtree(out / CHECKPOINT)  # the run it could resume has finished
     return EXIT_OK
+
+
+class _EpochCheckpoint(Callback):
+    """Under MPI, rank 0 saves the checkpoint after every epoch: Open MPI's mpiexec ends all ranks within
+    a fraction of a second of Ctrl-C, too soon to save one then (SIGUSR1 stops the run with a checkpoint)."""
+
+    def __init__(self, save):
+        super().__init__()
+        self.save = save
+
+    def on_epoch_end(self, epoch, logs=None):
+        if distributed.is_root():
+            self.save()
 
 
 def _read_dataset(dataset, args, settings, split_seed, world):
@@ -303,6 +318,8 @@ def _save_checkpoint(model, out, metadata, tracker, train):
 
 def _finish(model, ds, tracker, out, metadata, validation):
     """Put the best weights in the model, save it, and write the history, confusion matrix and plots."""
+    if validation is not None and validation.shard:  # all of it, also on rank 0 of an MPI run
+        validation = ds.batches("validation", validation.batch_size, shard=False)
     if tracker.epochs_completed == 0:
         print("No epoch completed: no model saved.", file=sys.stderr)
         return
