@@ -13,7 +13,7 @@ the decoder's other fields such as `mode`) or the reason it could not be decoded
 nothing, and a changed file is decoded again.
 
 Safety: records are only appended; the index is replaced atomically (temp file + rename) after the new
-records are flushed to disk, and it is committed every COMMIT_EVERY new records so an interrupted first
+records are flushed to disk, and it is committed every COMMIT_SECONDS while decoding, so an interrupted first
 run keeps what it decoded. A record the index does not name is never read, so a partly written cache is
 never used. Updates hold an exclusive lock, so several runs (or MPI ranks) can share a cache; readers need
 no lock (committed bytes never change). When more than half the records file is stale, the next update
@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from . import images
 
 CACHE_VERSION = 1
 CACHE_DIR_NAME = ".microcnn-cache"
-COMMIT_EVERY = 1000
+COMMIT_SECONDS = 15.0  # an interrupted first run keeps what was decoded up to this long ago
 
 
 def default_cache_dir(dataset):
@@ -202,13 +203,14 @@ class ImageCache:
             out.append(entry if entry is not None and entry.get("stat") == current else None)
         return out
 
-    def _image(self, entry):
-        if self._reader is None or self._reader.path != self.folder / self._records_name:
-            self._reader = _RecordFile(self.folder / self._records_name)
-        return CachedImage(self._reader, entry["offset"], entry["shape"], entry["dtype"], entry.get("fields", {}))
-
     def _results(self, entries):
-        return [(None, e["error"]) if "error" in e else (self._image(e), None) for e in entries]
+        path = self.folder / self._records_name if self._records_name else None
+        if self._reader is None or self._reader.path != path:
+            self._reader = _RecordFile(path) if path is not None else None
+        reader = self._reader
+        return [(None, e["error"]) if "error" in e else
+                (CachedImage(reader, e["offset"], e["shape"], e["dtype"], e.get("fields", {})), None)
+                for e in entries]
 
     # --- updating ----------------------------------------------------------------------------------------
     def decode_many(self, paths, progress=None):
@@ -242,7 +244,7 @@ class ImageCache:
         if progress is not None:
             items = progress(items, len(missing))
         with open(self.folder / records, "ab") as out, images.quiet_decoder_warnings():
-            pending = 0
+            last_commit = time.monotonic()
             for i, path in zip(missing, items):
                 key = os.path.abspath(path)
                 try:
@@ -259,10 +261,9 @@ class ImageCache:
                              "fields": _record_fields(image)}
                     out.write(pixels.tobytes())
                 files[key] = entries[i] = entry
-                pending += 1
-                if pending >= COMMIT_EVERY:
+                if time.monotonic() - last_commit >= COMMIT_SECONDS:  # (the index is rewritten whole)
                     self._commit(out, files, records)
-                    pending = 0
+                    last_commit = time.monotonic()
             self._commit(out, files, records)
         self._files, self._records_name = files, records
 

@@ -64,9 +64,10 @@ def test_two_processes_follow_one_process(dataset, tmp_path):
     np.testing.assert_array_equal(two["accuracy"], history["accuracy"])
 
 
-def test_prediction_output_keeps_the_one_process_order(dataset, tmp_path):
+def test_prediction_output_keeps_the_one_process_order(dataset, tmp_path, capsys):
     import microcnn
     from microcnn import layers
+    from microcnn.cli import predict
     from microcnn.data import FolderDataset
 
     ds = FolderDataset(dataset, image_size=12)
@@ -74,16 +75,16 @@ def test_prediction_output_keeps_the_one_process_order(dataset, tmp_path):
     model.save(tmp_path / "model", metadata={"class_names": ds.class_names, "preprocessing": ds.preprocessing})
     (dataset / "train" / "a" / "broken.png").write_bytes(b"not a png")
     try:
-        command = [str(BIN / "microcnn-predict"), str(dataset), "--model", str(tmp_path / "model"), "--format", "csv",
-                   "--batch-size", "4", "--threads", "1"]
-        one = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
-        two = mpiexec(2, *command)
+        argv = [str(dataset), "--model", str(tmp_path / "model"), "--format", "csv", "--batch-size", "4"]
+        assert predict.main(argv) == 1
+        one = capsys.readouterr()
+        two = mpiexec(2, str(BIN / "microcnn-predict"), *argv, "--threads", "1")
     finally:
         (dataset / "train" / "a" / "broken.png").unlink()
-    assert one.returncode == 1 and "broken.png" in one.stderr
+    assert "broken.png" in one.err
     assert two.returncode == 1, two.stderr
-    assert len(one.stdout.splitlines()) == 61  # header + 60 images, in the walk order
-    assert two.stdout == one.stdout
+    assert len(one.out.splitlines()) == 61  # header + 60 images, in the walk order
+    assert two.stdout == one.out
     assert two.stderr.count("broken.png") == 1
 
 

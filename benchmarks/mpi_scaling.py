@@ -1,0 +1,120 @@
+"""Data-parallel training over MPI: (a) a measured 2-process against 1-process run on this machine, and
+(b) a model of the step time on 8/32/128 nodes.
+
+    python benchmarks/mpi_scaling.py run DATASET [--image-size 64] [--epochs 2] [--arch seed]
+    python benchmarks/mpi_scaling.py model [--image-size 150]
+
+run: microcnn-train with 1 kernel thread, once as one process and once under `mpiexec -n 2`, same seed;
+prints the wall time of the training loop, the allreduce time per step, the best validation accuracy of
+each, and the largest difference between the two saved models' weights.
+
+model: measures the compute per sample of the seed net (22.4M parameters at 150x150) and of `small`
+(280k) with 1 thread here, then prints the step time T(N) = compute(N) + allreduce(N) of a ring allreduce
+(2 (N-1)/N * 4 bytes * parameters / bandwidth + 2 (N-1) * latency) at 10, 25 and 100 Gbit/s, for a global
+batch of 32 split over N nodes (strong scaling) and for 32 images per node (weak scaling), and the
+speed-up N * T(1) / T(N) in images per second (no overlap of allreduce with the backward pass assumed).
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+BIN = Path(sys.executable).parent
+LATENCY_S = 20e-6  # per message over TCP on Ethernet (InfiniBand: ~2 us)
+
+
+def train(n, dataset, out, args):
+    command = [str(BIN / "microcnn-train"), str(dataset), "--out", str(out), "--epochs", str(args.epochs),
+               "--image-size", str(args.image_size), "--arch", args.arch, "--seed", "1", "--threads", "1",
+               "--overwrite"]
+    if n > 1:
+        mpiexec = shutil.which("mpiexec", path=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+        flags = ["--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+        command = [mpiexec, *flags, "-n", str(n), *command]
+    t0 = time.perf_counter()
+    text = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    total = time.perf_counter() - t0
+    loop = float(re.search(r"Trained \d+ epoch\(s\) in ([\d.]+) s", text).group(1))
+    allreduce = re.search(r"Gradient allreduce: ([\d.]+) ms per step", text)
+    accuracy = float(re.search(r"best validation accuracy ([\d.]+)", text).group(1))
+    return {"loop": loop, "total": total, "allreduce_ms": float(allreduce.group(1)) if allreduce else None,
+            "accuracy": accuracy}
+
+
+def run(args):
+    from safetensors.numpy import load_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        one = train(1, args.dataset, Path(tmp) / "one", args)
+        two = train(2, args.dataset, Path(tmp) / "two", args)
+        a, b = load_file(Path(tmp) / "one" / "weights.safetensors"), load_file(Path(tmp) / "two" / "weights.safetensors")
+    diff = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+    scale = max(float(np.abs(a[k]).max()) for k in a)
+    print(f"1 process : training loop {one['loop']:.1f} s (whole run {one['total']:.1f} s), "
+          f"best val accuracy {one['accuracy']:.4f}")
+    print(f"2 processes: training loop {two['loop']:.1f} s (whole run {two['total']:.1f} s), "
+          f"best val accuracy {two['accuracy']:.4f}, allreduce {two['allreduce_ms']:.1f} ms per step")
+    print(f"wall-time ratio (training loop) 1 / 2 processes: {one['loop'] / two['loop']:.2f}x")
+    print(f"weights: largest difference {diff:.2e} (largest weight {scale:.2e})")
+
+
+def per_sample_seconds(arch, size):
+    import microcnn
+    from microcnn.cli._training import build_compiled_model
+
+    microcnn._core.set_num_threads(1)
+    model = build_compiled_model(arch, (size, size, 3), 10, 4e-4)
+    x = np.random.default_rng(0).random((32, size, size, 3), dtype=np.float32)
+    y = np.arange(32) % 10
+    model.train_on_batch(x, y)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    return (time.perf_counter() - t0) / 96, model.count_params()
+
+
+def model(args):
+    print("| net | params | nodes | Gbit/s | allreduce (ms) | strong: step (ms) | speed-up | "
+          "weak: step (ms) | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for arch in ("seed", "small"):
+        t_sample, params = per_sample_seconds(arch, args.image_size)
+        for nodes in (8, 32, 128):
+            for gbit in (10, 25, 100):
+                comm = 2 * (nodes - 1) / nodes * 4 * params / (gbit * 1e9 / 8) + 2 * (nodes - 1) * LATENCY_S
+                one = 32 * t_sample
+                strong = max(32 / nodes, 1) * t_sample + comm  # past 32 nodes, the extra ones idle
+                weak = 32 * t_sample + comm
+                print(f"| {arch} | {params / 1e6:.2f}M | {nodes} | {gbit} | {comm * 1e3:.1f} | "
+                      f"{strong * 1e3:.0f} | {one / strong:.1f}x | "
+                      f"{weak * 1e3:.0f} | {nodes * one / weak:.1f}x |")
+        print(f"| {arch}: compute {t_sample * 1e3:.1f} ms per image with 1 thread here |")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("dataset")
+    r.add_argument("--image-size", type=int, default=64)
+    r.add_argument("--epochs", type=int, default=2)
+    r.add_argument("--arch", default="seed")
+    m = sub.add_parser("model")
+    m.add_argument("--image-size", type=int, default=150)
+    args = p.parse_args()
+    if args.command == "run":
+        run(args)
+    else:
+        model(args)
+
+
+if __name__ == "__main__":
+    main()
