@@ -8,11 +8,12 @@ run: microcnn-train with 1 kernel thread, once as one process and once under `mp
 prints the wall time of the training loop, the allreduce time per step, the best validation accuracy of
 each, and the largest difference between the two saved models' weights.
 
-model: measures the compute per sample of the seed net (22.4M parameters at 150x150) and of `small`
-(280k) with 1 thread here, then prints the step time T(N) = compute(N) + allreduce(N) of a ring allreduce
-(2 (N-1)/N * 4 bytes * parameters / bandwidth + 2 (N-1) * latency) at 10, 25 and 100 Gbit/s, for a global
-batch of 32 split over N nodes (strong scaling) and for 32 images per node (weak scaling), and the
-speed-up N * T(1) / T(N) in images per second (no overlap of allreduce with the backward pass assumed).
+model: measures here the compute per image of `small` (280k parameters at 150x150) relative to the seed net
+(22.4M), takes a node's speed on the seed net as given (images/s), and prints the step time
+T(N) = compute(N) + allreduce(N) with a ring allreduce (2 (N-1)/N * 4 bytes * parameters / bandwidth +
+2 (N-1) * latency) at 10, 25 and 100 Gbit/s, for a global batch of 32 split over N nodes (strong scaling)
+and for 32 images per node (weak scaling), and the speed-up in images per second over one node (no overlap
+of allreduce with the backward pass assumed).
 """
 
 import argparse
@@ -82,21 +83,29 @@ def per_sample_seconds(arch, size):
 
 
 def model(args):
-    print("| net | params | nodes | Gbit/s | allreduce (ms) | strong: step (ms) | speed-up | "
-          "weak: step (ms) | speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    ratio_t, params = {}, {}
     for arch in ("seed", "small"):
-        t_sample, params = per_sample_seconds(arch, args.image_size)
-        for nodes in (8, 32, 128):
-            for gbit in (10, 25, 100):
-                comm = 2 * (nodes - 1) / nodes * 4 * params / (gbit * 1e9 / 8) + 2 * (nodes - 1) * LATENCY_S
-                one = 32 * t_sample
-                strong = max(32 / nodes, 1) * t_sample + comm  # past 32 nodes, the extra ones idle
-                weak = 32 * t_sample + comm
-                print(f"| {arch} | {params / 1e6:.2f}M | {nodes} | {gbit} | {comm * 1e3:.1f} | "
-                      f"{strong * 1e3:.0f} | {one / strong:.1f}x | "
-                      f"{weak * 1e3:.0f} | {nodes * one / weak:.1f}x |")
-        print(f"| {arch}: compute {t_sample * 1e3:.1f} ms per image with 1 thread here |")
+        ratio_t[arch], params[arch] = per_sample_seconds(arch, args.image_size)
+    print(f"measured here, 1 thread: seed {ratio_t['seed'] * 1e3:.1f} ms/image, small "
+          f"{ratio_t['small'] * 1e3:.1f} ms/image (small / seed = {ratio_t['small'] / ratio_t['seed']:.2f})")
+    for node_speed in args.node_seed_images_per_s:
+        print(f"\nnode trains the seed net at {node_speed:g} images/s (small: that / "
+              f"{ratio_t['small'] / ratio_t['seed']:.2f}); global batch 32 (strong) or 32 per node (weak)")
+        print("| net | nodes | Gbit/s | allreduce (ms) | compute, batch 32 on 1 node (ms) | strong: step (ms) | "
+              "speed-up | efficiency | weak: speed-up |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for arch in ("seed", "small"):
+            t_image = ratio_t[arch] / ratio_t["seed"] / node_speed
+            for nodes in (8, 32, 128):
+                for gbit in (10, 25, 100):
+                    comm = 2 * (nodes - 1) / nodes * 4 * params[arch] / (gbit * 1e9 / 8) \
+                        + 2 * (nodes - 1) * LATENCY_S
+                    one = 32 * t_image
+                    strong = max(32 / nodes, 1) * t_image + comm  # past 32 nodes the extra ones idle
+                    weak = 32 * t_image + comm
+                    print(f"| {arch} ({params[arch] / 1e6:.2f}M) | {nodes} | {gbit} | {comm * 1e3:.1f} | "
+                          f"{one * 1e3:.0f} | {strong * 1e3:.1f} | {one / strong:.1f}x | "
+                          f"{one / strong / nodes:.0%} | {nodes * one / weak:.1f}x |")
 
 
 def main():
@@ -109,6 +118,9 @@ def main():
     r.add_argument("--arch", default="seed")
     m = sub.add_parser("model")
     m.add_argument("--image-size", type=int, default=150)
+    m.add_argument("--node-seed-images-per-s", type=float, nargs="+", default=[550.0, 8800.0],
+                   help="training speed of one node on the seed net (550: this 2-vCPU machine idle, "
+                        "README Performance; 8800: a node 16 times faster)")
     args = p.parse_args()
     if args.command == "run":
         run(args)
