@@ -4,8 +4,8 @@ Each rank holds its contiguous chunk of the global batch. The loss kernel averag
 so a rank's gradient times its row count is the sum of its rows' (weighted) gradients; those sums, plus
 (loss sum, correct, rows, stop flag), are summed over ranks with one bucketed allreduce and divided by the
 global row count: the gradient of the global batch's mean loss, as one process computes it (up to float
-rounding: the sum is taken in another order). A large Dense kernel's gradient, which one process applies
-inside the fused dense+Adam pass, is materialised here so it can be summed first.
+rounding: the sum is taken in another order). Under MPI the model runs the plan without the fused dense+Adam
+update (`fuse_dense_update = False`), so a large Dense kernel's gradient is an array that can be summed first.
 
 BatchNormalization normalises with the statistics of the rank's own rows (as PyTorch's DistributedDataParallel
 does without SyncBatchNorm): with BN layers, N processes do not follow 1 process exactly. Their moving
@@ -54,6 +54,9 @@ def synchronize(model, world):
     that were built or seeded differently start the same."""
     from . import _seeding
 
+    # Every gradient as an array (no dense+Adam fusion) so it can be summed over ranks before the update;
+    # the weights are the same bit for bit (microcnn/plan.py).
+    model.fuse_dense_update = False
     state = world.bcast((model.get_weights(), model.training_state(),
                          model.optimizer.get_state() if model.optimizer is not None else None,
                          _seeding.global_rng().bit_generator.state) if world.rank == 0 else None)
@@ -87,7 +90,9 @@ def batch_step(model, world, x, y, sample_weight, class_weight, training):
             correct = int(np.count_nonzero(np.argmax(probs, axis=1) == model.loss.class_indices(labels)))
             if training:
                 grads_and_vars, names = model._backward(doutputs)
-                grads = [np.array(g, dtype=np.float32) * np.float32(n_local) for g, _ in grads_and_vars]
+                grads = [np.asarray(g, dtype=np.float32) for g, _ in grads_and_vars]
+                for g in grads:
+                    g *= np.float32(n_local)  # the sum of this rank's rows' gradients
         except BaseException:
             for layer in model._layers:
                 layer.clear_cache()
