@@ -3,14 +3,14 @@
 Layout of a cache folder (by default DATASET/.microcnn-cache/, hidden so the dataset scan skips it):
 
     <key>/records-<generation>.bin   the decoded pixels, one record after another (raw C-order bytes)
-    <key>/index.json                 {"version", "decode", "records": file name, "files": {path: entry}}
+    <key>/index.json                 {"version", "decode", "records": file name, one column per field}
     <key>/lock                       held (flock) while the store is updated
 
 `<key>` is a hash of everything decoding depends on (the preprocessing version, the image size, the reader
-options, Pillow's version), so images decoded at another size never mix. Each file's entry holds its size
-and modification time (ns) as seen when it was decoded, and either its record (offset, shape, dtype and
-the decoder's other fields such as `mode`) or the reason it could not be decoded: a second run decodes
-nothing, and a changed file is decoded again.
+options, Pillow's version), so images decoded at another size never mix. The index has one row per file
+(absolute path): its size and modification time (ns) as seen when it was decoded, and either its record
+(offset, length, and a format: shape, dtype and the decoder's other fields such as `mode`) or the reason it
+could not be decoded: a second run decodes nothing, and a changed file is decoded again.
 
 Safety: records are only appended; the index is replaced atomically (temp file + rename) after the new
 records are flushed to disk, and it is committed every COMMIT_SECONDS while decoding, so an interrupted first
@@ -35,18 +35,13 @@ import numpy as np
 
 from . import images
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CACHE_DIR_NAME = ".microcnn-cache"
 COMMIT_SECONDS = 15.0  # an interrupted first run keeps what was decoded up to this long ago
 
 
 def default_cache_dir(dataset):
     return Path(dataset) / CACHE_DIR_NAME
-
-
-def _stat_key(path):
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
 
 
 def decode_key(image_size, read_options):
@@ -157,6 +152,58 @@ def _write_json_atomic(path, data):
     os.replace(tmp, path)
 
 
+class _Index:
+    """The index as columns, one row per file (a dict per file would cost ~1 kB each in memory): path, size,
+    mtime_ns, offset (-1: no pixels), nbytes, format (an entry of `formats`: shape, dtype and the decoder's
+    other fields), and `errors` {row: why the file could not be decoded}."""
+
+    COLUMNS = ("size", "mtime_ns", "offset", "nbytes", "format")
+
+    def __init__(self, data=None):
+        data = data or {}
+        self.paths = list(data.get("paths", []))
+        for column in self.COLUMNS:
+            setattr(self, column, list(data.get(column, [])))
+            if len(getattr(self, column)) != len(self.paths):
+                raise ValueError(f"index column {column} has the wrong length")
+        self.formats = list(data.get("formats", []))
+        self.errors = {int(row): why for row, why in data.get("errors", {}).items()}
+        self.rows = {p: i for i, p in enumerate(self.paths)}
+        self._format_ids = {json.dumps(f, sort_keys=True): i for i, f in enumerate(self.formats)}
+
+    def to_json(self):
+        return {"paths": self.paths, **{c: getattr(self, c) for c in self.COLUMNS}, "formats": self.formats,
+                "errors": {str(row): why for row, why in self.errors.items()}}
+
+    def matches(self, row, stat):
+        return row is not None and self.size[row] == stat.st_size and self.mtime_ns[row] == stat.st_mtime_ns
+
+    def set(self, path, size, mtime_ns, offset=-1, nbytes=0, fmt=None, error=None):
+        row = self.rows.get(path)
+        if row is None:
+            row = self.rows[path] = len(self.paths)
+            self.paths.append(path)
+            for column in self.COLUMNS:
+                getattr(self, column).append(0)
+        self.size[row], self.mtime_ns[row], self.offset[row], self.nbytes[row] = size, mtime_ns, offset, nbytes
+        self.format[row] = -1 if fmt is None else self._format_id(fmt)
+        if error is None:
+            self.errors.pop(row, None)
+        else:
+            self.errors[row] = error
+        return row
+
+    def _format_id(self, fmt):
+        key = json.dumps(fmt, sort_keys=True)
+        if key not in self._format_ids:
+            self._format_ids[key] = len(self.formats)
+            self.formats.append(fmt)
+        return self._format_ids[key]
+
+    def live_bytes(self):
+        return sum(n for offset, n in zip(self.offset, self.nbytes) if offset >= 0)
+
+
 class ImageCache:
     """The decoded images of one decode key in one cache folder. `decode_many(paths)` returns, like
     `images.decode_many`, [(image or None, error or None)] in the order of paths, decoding only what the
@@ -170,76 +217,77 @@ class ImageCache:
         digest = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
         self.folder = Path(folder) / digest
         self.decoded = 0  # images decoded (not found in the cache) by decode_many so far
-        self._files = {}
+        self._index = _Index()
         self._records_name = None
         self._reader = None
 
     # --- reading the committed state --------------------------------------------------------------------
     def _load_index(self):
         try:
-            index = json.loads((self.folder / "index.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}, None
-        if index.get("version") != CACHE_VERSION or index.get("decode") != self.key:
-            return {}, None
-        records = index.get("records")
-        if not records or not (self.folder / records).is_file():
-            return {}, None
-        size = (self.folder / records).stat().st_size
-        files = {p: e for p, e in index.get("files", {}).items()
-                 if "error" in e or e.get("offset", -1) + e.get("nbytes", 0) <= size}
-        return files, records
+            data = json.loads((self.folder / "index.json").read_text(encoding="utf-8"))
+            if data.get("version") != CACHE_VERSION or data.get("decode") != self.key:
+                return _Index(), None
+            index, records = _Index(data), data.get("records")
+            size = (self.folder / records).stat().st_size
+        except (OSError, ValueError, TypeError, AttributeError, KeyError):  # absent or damaged: start over
+            return _Index(), None
+        for row, (offset, n) in enumerate(zip(index.offset, index.nbytes)):
+            if offset >= 0 and offset + n > size:  # records lost after the index was written
+                index.size[row] = -1
+        return index, records
 
     def lookup(self, paths):
-        """[entry or None] per path from the committed index: None when the file is new or changed."""
-        self._files, self._records_name = self._load_index()
+        """[row or None] per path in the committed index: None when the file is new or changed."""
+        self._index, self._records_name = self._load_index()
         out = []
         for p in paths:
-            entry = self._files.get(os.path.abspath(p))
             try:
-                current = list(_stat_key(p))
+                stat = os.stat(p)
             except OSError:
-                current = None
-            out.append(entry if entry is not None and entry.get("stat") == current else None)
+                out.append(None)
+                continue
+            row = self._index.rows.get(os.path.abspath(p))
+            out.append(row if self._index.matches(row, stat) else None)
         return out
 
-    def _results(self, entries):
+    def _results(self, rows):
+        index = self._index
         path = self.folder / self._records_name if self._records_name else None
         if self._reader is None or self._reader.path != path:
             self._reader = _RecordFile(path) if path is not None else None
-        reader = self._reader
-        return [(None, e["error"]) if "error" in e else
-                (CachedImage(reader, e["offset"], e["shape"], e["dtype"], e.get("fields", {})), None)
-                for e in entries]
+        formats = [(tuple(f["shape"]), np.dtype(f["dtype"]), f.get("fields", {})) for f in index.formats]
+        return [(None, index.errors[row]) if row in index.errors else
+                (CachedImage(self._reader, index.offset[row], *formats[index.format[row]]), None) for row in rows]
 
     # --- updating ----------------------------------------------------------------------------------------
     def decode_many(self, paths, progress=None):
         paths = list(paths)
-        entries = self.lookup(paths)
-        missing = [i for i, e in enumerate(entries) if e is None]
+        rows = self.lookup(paths)
+        missing = [i for i, row in enumerate(rows) if row is None]
         if missing and not self.update:
             raise RuntimeError(f"{self.folder}: {len(missing)} image(s) not in the cache (first: "
                                f"{paths[missing[0]]}); was it changed during the run?")
         if missing:
             self.folder.mkdir(parents=True, exist_ok=True)
             with _Lock(self.folder / "lock"):
-                entries = self.lookup(paths)  # another process may have decoded them meanwhile
-                missing = [i for i, e in enumerate(entries) if e is None]
+                rows = self.lookup(paths)  # another process may have decoded them meanwhile
+                missing = [i for i, row in enumerate(rows) if row is None]
                 if missing:
-                    self._decode_into(paths, entries, missing, progress)
+                    self._decode_into(paths, rows, missing, progress)
                     self.decoded += len(missing)
-        return self._results(entries)
+        results = self._results(rows)
+        self._index = _Index()  # the images hold what they need; the index is reloaded on the next call
+        return results
 
-    def _decode_into(self, paths, entries, missing, progress):
-        files, records = self._files, self._records_name
+    def _decode_into(self, paths, rows, missing, progress):
+        index, records = self._index, self._records_name
         if records is not None:
             size = (self.folder / records).stat().st_size
-            used = sum(e.get("nbytes", 0) for e in files.values() if "error" not in e)
-            if size > 2 * used + (1 << 20):  # mostly stale (changed files): rewrite into a new generation
-                files, records = self._compact(files, records)
+            if size > 2 * index.live_bytes() + (1 << 20):  # mostly stale (changed files): a new generation
+                records = self._compact(index, records)
         if records is None:
             records = f"records-{os.getpid()}-{int.from_bytes(os.urandom(4), 'little'):08x}.bin"
-            files = {}
+            index = self._index = _Index()
         items = (paths[i] for i in missing)
         if progress is not None:
             items = progress(items, len(missing))
@@ -248,49 +296,45 @@ class ImageCache:
             for i, path in zip(missing, items):
                 key = os.path.abspath(path)
                 try:
-                    stat = list(_stat_key(path))
+                    stat = os.stat(path)
                     image = images.decode(path, self.image_size, **self.read_options)
                 except images.ImageDecodeError as e:
-                    entry = {"stat": stat, "error": str(e)}
+                    rows[i] = index.set(key, stat.st_size, stat.st_mtime_ns, error=str(e))
                 except OSError as e:
-                    entry = {"stat": None, "error": f"could not read: {e.strerror or e}"}
+                    rows[i] = index.set(key, -1, -1, error=f"could not read: {e.strerror or e}")
                 else:
                     pixels = np.ascontiguousarray(image.pixels)
-                    entry = {"stat": stat, "offset": out.tell(), "nbytes": pixels.nbytes,
-                             "shape": list(pixels.shape), "dtype": pixels.dtype.str,
-                             "fields": _record_fields(image)}
+                    fmt = {"shape": list(pixels.shape), "dtype": pixels.dtype.str, "fields": _record_fields(image)}
+                    rows[i] = index.set(key, stat.st_size, stat.st_mtime_ns, out.tell(), pixels.nbytes, fmt)
                     out.write(pixels.tobytes())
-                files[key] = entries[i] = entry
                 if time.monotonic() - last_commit >= COMMIT_SECONDS:  # (the index is rewritten whole)
-                    self._commit(out, files, records)
+                    self._commit(out, index, records)
                     last_commit = time.monotonic()
-            self._commit(out, files, records)
-        self._files, self._records_name = files, records
+            self._commit(out, index, records)
+        self._records_name = records
 
-    def _commit(self, out, files, records):
+    def _commit(self, out, index, records):
         out.flush()
         os.fsync(out.fileno())
         _write_json_atomic(self.folder / "index.json",
-                           {"version": CACHE_VERSION, "decode": self.key, "records": records, "files": files})
+                           {"version": CACHE_VERSION, "decode": self.key, "records": records, **index.to_json()})
 
-    def _compact(self, files, records):
+    def _compact(self, index, records):
+        """Copy the live records into a new file (offsets updated in `index`); returns its name."""
         new = f"records-{os.getpid()}-{int.from_bytes(os.urandom(4), 'little'):08x}.bin"
         reader = _RecordFile(self.folder / records)
-        kept = {}
         with open(self.folder / new, "wb") as out:
-            for p, e in files.items():
-                if "error" not in e:
-                    data = os.pread(reader.fd, e["nbytes"], e["offset"])
-                    e = {**e, "offset": out.tell()}
-                    out.write(data)
-                kept[p] = e
-            self._commit(out, kept, new)
+            for row, (offset, n) in enumerate(zip(index.offset, index.nbytes)):
+                if offset >= 0:
+                    index.offset[row] = out.tell()
+                    out.write(os.pread(reader.fd, n, offset))
+            self._commit(out, index, new)
         reader.close()
         try:
             os.remove(self.folder / records)  # open readers keep their handle (POSIX)
         except OSError:
             pass
-        return kept, new
+        return new
 
 
 class CachedImages:
