@@ -33,6 +33,9 @@ output formats:
   json  a list of {"path", "class", "probability", "top_k": [{"class", "probability"}, ...]}
   csv   path,class,probability[,class_2,probability_2,...]
 
+several processes (pip install 'microcnn[mpi]'): mpiexec -n N microcnn-predict ... shares the batches out;
+rank 0 writes the output in the same order as one process
+
 exit status: 0 all predicted, 1 some file failed (named on stderr) or the model could not be loaded,
 2 bad command line
 """

@@ -56,6 +56,10 @@ dataset layouts (class order = folder names sorted):
   DATASET/train/<class>/*.png  and  DATASET/validation/<class>/*.png   (or valid/, val/)
   DATASET/<class>/*.png        a seeded, stratified --validation-split (default 0.2) is held out
 
+several processes (pip install 'microcnn[mpi]'):
+  mpiexec -n N microcnn-train DATASET ...   (or srun) trains one model; --batch-size is the global batch,
+  rank 0 writes; under MPI a checkpoint is saved every epoch, and SIGUSR1 stops with one at the current step
+
 exit status: 0 trained, 1 error, 2 bad command line, 130 interrupted (checkpoint saved; use --resume)
 """
 
