@@ -5,8 +5,9 @@
     python benchmarks/mpi_scaling.py model [--image-size 150]
 
 run: microcnn-train with 1 kernel thread, once as one process and once under `mpiexec -n 2`, same seed;
-prints the wall time of the training loop, the allreduce time per step, the best validation accuracy of
-each, and the largest difference between the two saved models' weights.
+prints the wall time of the training loop, the allreduce time per step, the best epoch and its validation
+accuracy, and the largest difference between the saved models' weights; and, as the yardstick of float
+rounding, the same difference between 1 process with 1 and with 2 kernel threads (another summation order).
 
 model: measures here the compute per image of `small` (280k parameters at 150x150) relative to the seed net
 (22.4M), takes a node's speed on the seed net as given (images/s), and prints the step time
@@ -32,9 +33,9 @@ BIN = Path(sys.executable).parent
 LATENCY_S = 20e-6  # per message over TCP on Ethernet (InfiniBand: ~2 us)
 
 
-def train(n, dataset, out, args):
+def train(n, dataset, out, args, threads=1):
     command = [str(BIN / "microcnn-train"), str(dataset), "--out", str(out), "--epochs", str(args.epochs),
-               "--image-size", str(args.image_size), "--arch", args.arch, "--seed", "1", "--threads", "1",
+               "--image-size", str(args.image_size), "--arch", args.arch, "--seed", "1", "--threads", str(threads),
                "--overwrite"]
     if n > 1:
         mpiexec = shutil.which("mpiexec", path=f"{BIN}{os.pathsep}{os.environ['PATH']}")
@@ -45,26 +46,32 @@ def train(n, dataset, out, args):
     total = time.perf_counter() - t0
     loop = float(re.search(r"Trained \d+ epoch\(s\) in ([\d.]+) s", text).group(1))
     allreduce = re.search(r"Gradient allreduce: ([\d.]+) ms per step", text)
-    accuracy = float(re.search(r"best validation accuracy ([\d.]+)", text).group(1))
+    saved = re.search(r"Saved the model of epoch (\d+) \(best validation accuracy ([\d.]+)", text)
     return {"loop": loop, "total": total, "allreduce_ms": float(allreduce.group(1)) if allreduce else None,
-            "accuracy": accuracy}
+            "epoch": int(saved.group(1)), "accuracy": float(saved.group(2))}
 
 
 def run(args):
     from safetensors.numpy import load_file
 
     with tempfile.TemporaryDirectory() as tmp:
-        one = train(1, args.dataset, Path(tmp) / "one", args)
-        two = train(2, args.dataset, Path(tmp) / "two", args)
-        a, b = load_file(Path(tmp) / "one" / "weights.safetensors"), load_file(Path(tmp) / "two" / "weights.safetensors")
-    diff = max(float(np.abs(a[k] - b[k]).max()) for k in a)
-    scale = max(float(np.abs(a[k]).max()) for k in a)
-    print(f"1 process : training loop {one['loop']:.1f} s (whole run {one['total']:.1f} s), "
-          f"best val accuracy {one['accuracy']:.4f}")
-    print(f"2 processes: training loop {two['loop']:.1f} s (whole run {two['total']:.1f} s), "
-          f"best val accuracy {two['accuracy']:.4f}, allreduce {two['allreduce_ms']:.1f} ms per step")
+        runs = {"1 process": train(1, args.dataset, Path(tmp) / "one", args),
+                "2 processes": train(2, args.dataset, Path(tmp) / "two", args),
+                "1 process, 2 threads": train(1, args.dataset, Path(tmp) / "threads", args, threads=2)}
+        weights = {name: load_file(Path(tmp) / d / "weights.safetensors")
+                   for name, d in zip(runs, ("one", "two", "threads"))}
+    for name, r in runs.items():
+        extra = f", allreduce {r['allreduce_ms']:.1f} ms per step" if r["allreduce_ms"] is not None else ""
+        print(f"{name:<21}: training loop {r['loop']:.1f} s (whole run {r['total']:.1f} s), best epoch "
+              f"{r['epoch']} with val accuracy {r['accuracy']:.4f}{extra}")
+    one, two = runs["1 process"], runs["2 processes"]
     print(f"wall-time ratio (training loop) 1 / 2 processes: {one['loop'] / two['loop']:.2f}x")
-    print(f"weights: largest difference {diff:.2e} (largest weight {scale:.2e})")
+    a = weights["1 process"]
+    scale = max(float(np.abs(a[k]).max()) for k in a)
+    for name in ("2 processes", "1 process, 2 threads"):
+        b = weights[name]
+        diff = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+        print(f"weights, 1 process vs {name}: largest difference {diff:.2e} (largest weight {scale:.2e})")
 
 
 def per_sample_seconds(arch, size):
