@@ -69,9 +69,10 @@ def synchronize(model, world):
         _seeding.global_rng().bit_generator.state = rng_state
 
 
-def batch_step(model, world, x, y, sample_weight, class_weight, training):
+def batch_step(model, world, x, y, sample_weight, class_weight, training, atomic_update):
     """(loss, correct, rows) of one step. Training: the global batch's values, after the update every rank
-    applied. Inference: this rank's own values (the epoch's totals are summed by `reduce_totals`)."""
+    applied inside `atomic_update()` (the context that holds Ctrl-C off). Inference: this rank's own values
+    (the epoch's totals are summed by `reduce_totals`)."""
     n_local = len(x)
     offset = world.comm.exscan(n_local) if training else 0
     offset = offset or 0  # rank 0 gets None
@@ -114,9 +115,7 @@ def batch_step(model, world, x, y, sample_weight, class_weight, training):
     scale = np.float32(1.0 / rows)
     for g in grads:
         g *= scale
-    from .training import _defer_keyboard_interrupt
-
-    with _defer_keyboard_interrupt():
+    with atomic_update():
         model.optimizer.apply_gradients(list(zip(grads, variables)), names)
         for layer in model._layers:
             layer.commit_step()

@@ -118,7 +118,8 @@ class TrainingMixin:
         if world is not None:  # this rank's share of a global batch (microcnn/_data_parallel.py)
             from . import _data_parallel
 
-            return _data_parallel.batch_step(self, world, x, y, sample_weight, class_weight, training)
+            return _data_parallel.batch_step(self, world, x, y, sample_weight, class_weight, training,
+                                             _defer_keyboard_interrupt)
         x = self._prepare_x(x)
         labels = self.loss.prepare_labels(y, self.output_shape[-1])
         if len(labels) != len(x):
