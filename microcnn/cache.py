@@ -265,8 +265,9 @@ class ImageCache:
         rows = self.lookup(paths)
         missing = [i for i, row in enumerate(rows) if row is None]
         if missing and not self.update:
-            raise RuntimeError(f"{self.folder}: {len(missing)} image(s) not in the cache (first: "
-                               f"{paths[missing[0]]}); was it changed during the run?")
+            raise RuntimeError(f"{self.folder}: {len(missing)} image(s) not in the cache rank 0 wrote (first: "
+                               f"{paths[missing[0]]}); do all processes see the same files and the same "
+                               f"--cache, and was the dataset changed during the start-up?")
         if missing:
             self.folder.mkdir(parents=True, exist_ok=True)
             with _Lock(self.folder / "lock"):
