@@ -2,7 +2,8 @@
 
 Each rank holds its contiguous chunk of the global batch. The loss kernel averages over the rows it sees,
 so a rank's gradient times its row count is the sum of its rows' (weighted) gradients; those sums, plus
-(loss sum, correct, rows, stop flag), are summed over ranks with one bucketed allreduce and divided by the
+(loss sum, correct, rows, stop flag), are summed over ranks with bucketed allreduces, each bucket started as
+soon as the backward pass (run one plan step at a time, last first) has filled it, and divided by the
 global row count: the gradient of the global batch's mean loss, as one process computes it (up to float
 rounding: the sum is taken in another order). Under MPI the model runs the plan without the fused dense+Adam
 update (`fuse_dense_update = False`), so a large Dense kernel's gradient is an array that can be summed first.
@@ -76,7 +77,9 @@ def batch_step(model, world, x, y, sample_weight, class_weight, training, atomic
     n_local = len(x)
     offset = world.comm.exscan(n_local) if training else 0
     offset = offset or 0  # rank 0 gets None
-    loss, correct, grads = 0.0, 0, None
+    loss, correct = 0.0, 0
+    trainable = [(key, layer, w) for key, layer, w in model.weight_entries() if w in layer.trainable_weight_names]
+    grads, reducer = {}, world.reducer() if training else None
     if n_local:
         for layer in model._layers:
             if isinstance(layer, Dropout):
@@ -90,27 +93,24 @@ def batch_step(model, world, x, y, sample_weight, class_weight, training, atomic
             loss, probs, doutputs = model.loss(outputs, labels, weights, outputs_are_logits=logits)
             correct = int(np.count_nonzero(np.argmax(probs, axis=1) == model.loss.class_indices(labels)))
             if training:
-                grads_and_vars, names = model._backward(doutputs)
-                grads = [np.asarray(g, dtype=np.float32) for g, _ in grads_and_vars]
-                for g in grads:
-                    g *= np.float32(n_local)  # the sum of this rank's rows' gradients
+                _backward_and_sum(model._current_plan(), doutputs, trainable, n_local, reducer, grads)
         except BaseException:
-            for layer in model._layers:
-                layer.clear_cache()
+            model._current_plan().clear()
             raise
     if not training:
         return float(loss), correct, n_local
-    variables, names = [], []
-    for key, layer, w in model.weight_entries():
-        if w in layer.trainable_weight_names:
-            variables.append(layer._weights[w])
-            names.append(key)
-    if grads is None:  # no rows here (a last batch smaller than the number of ranks)
-        grads = [np.zeros_like(v) for v in variables]
+    if not n_local:  # no rows here (a last batch smaller than the number of ranks): add zeros alike
+        for step in reversed(model._current_plan().steps):
+            arrays = [np.zeros_like(layer._weights[w]) for _, layer, w in _entries_of(step, trainable)]
+            grads.update(zip(_entries_of(step, trainable), arrays))
+            reducer.add(arrays)
     moving = [layer._weights[w].copy() for _, layer, w in model.weight_entries()
               if w not in layer.trainable_weight_names]
-    totals = world.allreduce_arrays(grads + moving,
-                                    [float(loss) * n_local, correct, n_local, 1.0 if _stop_requested else 0.0])
+    reducer.add(moving)
+    totals = reducer.finish([float(loss) * n_local, correct, n_local, 1.0 if _stop_requested else 0.0])
+    variables = [layer._weights[w] for _, layer, w in trainable]
+    names = [key for key, _, _ in trainable]
+    grads = [grads[entry] for entry in trainable]
     rows = totals[2]
     scale = np.float32(1.0 / rows)
     for g in grads:
@@ -126,6 +126,27 @@ def batch_step(model, world, x, y, sample_weight, class_weight, training, atomic
     if totals[3] > 0:
         raise KeyboardInterrupt
     return float(totals[0] / rows), round(totals[1]), round(rows)
+
+
+def _entries_of(step, trainable):
+    """The trainable (key, layer, weight) entries of one plan step, in the model's weight order."""
+    return [entry for entry in trainable if any(entry[1] is layer for layer in step.layers)]
+
+
+def _backward_and_sum(plan, doutputs, trainable, n_local, reducer, grads):
+    """Backward one plan step at a time, last first; each step's gradients (times n_local: the sum over this
+    rank's rows) go to the reducer at once, so full buckets are summed while earlier steps still compute."""
+    dy = doutputs
+    for i in range(len(plan.steps) - 1, -1, -1):
+        dy, step_grads = plan.backward(dy, start=i, stop=i + 1, need_dx=i > 0)
+        arrays = []
+        for entry in _entries_of(plan.steps[i], trainable):
+            g = np.asarray(step_grads[entry[1]][entry[2]], dtype=np.float32)
+            g *= np.float32(n_local)
+            grads[entry] = g
+            arrays.append(g)
+        reducer.add(arrays)
+        reducer.progress()
 
 
 def reduce_totals(world, totals):

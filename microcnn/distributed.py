@@ -40,7 +40,7 @@ class World:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
-        self.allreduce_seconds = 0.0  # total time spent in gradient allreduce (for the README figures)
+        self.allreduce_seconds = 0.0  # time spent waiting for the gradient sums after the backward pass
         self.allreduce_calls = 0
 
     def chunk(self, n):
@@ -64,43 +64,71 @@ class World:
         self.comm.Allreduce(np.asarray(values, np.float64), out, op=MPI.SUM)
         return out
 
-    def allreduce_arrays(self, arrays, extra=()):
-        """Sums float32 `arrays` over ranks (in place) and the float64 vector `extra` (returned), in buckets
-        of BUCKET_BYTES started back to back and waited for together."""
+    def reducer(self):
+        """A GradientSum for one step."""
+        return GradientSum(self)
+
+    def abort(self, code=1):
+        self.comm.Abort(code)
+
+
+class GradientSum:
+    """Sums float32 arrays over ranks in place, in buckets of BUCKET_BYTES: `add` starts a bucket's
+    MPI_Iallreduce as soon as it is full (during the backward pass, while the next layers' gradients are
+    computed; `progress` lets MPI move it on between layers), and `finish` sends the rest with a float64
+    vector of totals and waits. Every rank must add arrays of the same sizes in the same order."""
+
+    def __init__(self, world):
+        self.world = world
+        self.pending, self.size = [], 0
+        self.started = []  # (arrays, flat buffer, request)
+        self.wait_seconds = 0.0
+
+    def add(self, arrays):
+        for a in arrays:
+            self.pending.append(a)
+            self.size += a.nbytes
+            if self.size >= BUCKET_BYTES:
+                self._start()
+
+    def _start(self):
+        from mpi4py import MPI
+
+        group, self.pending, self.size = self.pending, [], 0
+        if not group:
+            return
+        flat = np.concatenate([a.reshape(-1) for a in group]) if len(group) > 1 else group[0].reshape(-1)
+        flat = np.ascontiguousarray(flat, np.float32)
+        self.started.append((group, flat, self.world.comm.Iallreduce(MPI.IN_PLACE, flat, op=MPI.SUM)))
+
+    def progress(self):
+        from mpi4py import MPI
+
+        if self.started:
+            MPI.Request.Testall([r for _, _, r in self.started])
+
+    def finish(self, extra=()):
+        """Waits for every sum (arrays updated in place); returns the sum of `extra` over ranks."""
         import time
 
         from mpi4py import MPI
 
         t0 = time.perf_counter()
-        buckets, current, size = [], [], 0
-        for a in arrays:
-            current.append(a)
-            size += a.nbytes
-            if size >= BUCKET_BYTES:
-                buckets.append(current)
-                current, size = [], 0
-        if current:
-            buckets.append(current)
-        requests, flats = [], []
-        for group in buckets:
-            flat = np.concatenate([a.reshape(-1) for a in group]) if len(group) > 1 else group[0].reshape(-1)
-            flat = np.ascontiguousarray(flat, np.float32)
-            flats.append(flat)
-            requests.append(self.comm.Iallreduce(MPI.IN_PLACE, flat, op=MPI.SUM))
+        self._start()
         extra_out = np.empty(len(extra), np.float64)
-        requests.append(self.comm.Iallreduce(np.asarray(extra, np.float64), extra_out, op=MPI.SUM))
+        requests = [r for _, _, r in self.started]
+        requests.append(self.world.comm.Iallreduce(np.asarray(extra, np.float64), extra_out, op=MPI.SUM))
         MPI.Request.Waitall(requests)
-        for group, flat in zip(buckets, flats):
+        for group, flat, _ in self.started:
             start = 0
             for a in group:
-                a.reshape(-1)[...] = flat[start:start + a.size]
+                if not np.shares_memory(a, flat):
+                    a.reshape(-1)[...] = flat[start:start + a.size]
                 start += a.size
-        self.allreduce_seconds += time.perf_counter() - t0
-        self.allreduce_calls += 1
+        self.wait_seconds = time.perf_counter() - t0
+        self.world.allreduce_seconds += self.wait_seconds
+        self.world.allreduce_calls += 1
         return extra_out
-
-    def abort(self, code=1):
-        self.comm.Abort(code)
 
 
 def world():

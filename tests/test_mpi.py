@@ -45,7 +45,7 @@ def dataset(tmp_path_factory):
 
 
 def test_two_processes_follow_one_process(dataset, tmp_path):
-    # Batches of 10 from 45 images (the last one of 5 rows), dropout and augmentation: the same weights.
+    # Dropout, augmentation, and a last batch smaller than the number of ranks: the same weights.
     sys.path.insert(0, str(HERE))
     try:
         from _mpi_worker import train

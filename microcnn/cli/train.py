@@ -199,8 +199,8 @@ def _main(argv):
     print(f"Trained {tracker.epochs_completed - start} epoch(s) in {time.perf_counter() - t0:.1f} s")
     if world is not None:
         steps = max(world.allreduce_calls, 1)
-        print(f"Gradient allreduce: {1000 * world.allreduce_seconds / steps:.1f} ms per step on average "
-              f"({world.allreduce_seconds:.1f} s in total)")
+        print(f"Gradient allreduce: {1000 * world.allreduce_seconds / steps:.1f} ms per step on average spent "
+              f"waiting for it after the backward pass ({world.allreduce_seconds:.1f} s in total)")
         if not distributed.is_root():
             return EXIT_OK
     _finish(model, ds, tracker, out, metadata, validation)
