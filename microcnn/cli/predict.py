@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import distributed
 from ..data import preprocess_for_prediction, walk_files
 from ..data import printable_name as escape
 from ..images import readable_extensions
@@ -40,6 +41,9 @@ output formats:
         "score"}; class and probability are the nearest class's, score is higher for images more like
         the training images
   csv   path,class,probability[,class_2,probability_2,...],known,score
+
+several processes (pip install 'microcnn[mpi]'): mpiexec -n N microcnn-predict ... shares the batches out;
+rank 0 writes the output in the same order as one process
 
 A file whose bit depth, channel count or size differs from the training images' is named in a warning on
 stderr (it is still predicted).
@@ -106,8 +110,13 @@ def collect_images(paths):
     return files, missing
 
 
+NON_FINITE = "the model gave non-finite scores for this image (its values are beyond what the network can compute with)"
+
+
 def _main(argv):
     args = parse(build_parser(), argv)
+    distributed.world()  # under mpiexec/srun the files are shared out between the processes
+    distributed.quiet_other_ranks()
     set_threads(args.threads)
     model_dir = Path(args.model)
     if not model_dir.is_dir():
@@ -115,31 +124,31 @@ def _main(argv):
     model, class_names, preprocessing = load_trained_model(model_dir)
     k = min(args.top_k, len(class_names))
     detector = None if args.no_unknown else model.ood
-    if detector is None and not args.no_unknown:
+    if detector is None and not args.no_unknown and distributed.is_root():
         print(f"{PROG}: note: {model_dir}: this model has no open-set detector (trained by an older microcnn), "
               f"so it cannot answer unknown; retrain it to get one", file=sys.stderr)
     profile = (model.metadata or {}).get("input_profile")
     files, missing = collect_images(args.paths)
     failures = 0
-    for path in missing:
+    for path in missing if distributed.is_root() else ():
         print(f"{PROG}: {escape(path)}: no such file or directory", file=sys.stderr)
         failures += 1
-    writer = _Writer(args.format, k, sys.stdout, detector is not None)
+    writer = _Writer(args.format, k, sys.stdout, detector is not None) if distributed.is_root() else None
     explainer = None
     if args.explain is not None:
         from ..explain import ExplanationWriter
 
         explainer = ExplanationWriter(args.explain, model, args.explain_method)
-    for start in range(0, len(files), args.batch_size):
-        x, ok, failed = preprocess_for_prediction(files[start:start + args.batch_size], preprocessing)
-        for path, reason in failed:
-            print(f"{PROG}: {escape(path)}: {reason}", file=sys.stderr)
-        failures += len(failed)
+
+    def predict_batch(batch):
+        """-> ([(path, ranked, known, score)], [(path, reason)], [message]) for one batch of files."""
+        x, ok, failed = preprocess_for_prediction(batch, preprocessing)
+        messages, results = [], []
         for path in ok:
             differences = kind_differences(image_kind(path), profile)
             if differences:
-                print(f"{PROG}: warning: {escape(path)}: unlike the training images: {'; '.join(differences)}",
-                      file=sys.stderr)
+                messages.append(f"{PROG}: warning: {escape(path)}: unlike the training images: "
+                                f"{'; '.join(differences)}")
         if len(ok):
             if detector is None:
                 probs = model.predict(x, batch_size=args.batch_size)
@@ -148,14 +157,24 @@ def _main(argv):
                 probs, scores, known = model.predict_ood(x, batch_size=args.batch_size, accept=args.accept)
             for path, p, score, is_known in zip(ok, probs, scores, known):
                 if not np.isfinite(p).all():
-                    print(f"{PROG}: {escape(path)}: the model gave non-finite scores for this image (its values are "
-                          f"beyond what the network can compute with)", file=sys.stderr)
-                    failures += 1
+                    failed.append((path, NON_FINITE))
                     continue
                 order = np.argsort(-p, kind="stable")[:k]
-                writer.write(str(path), [(class_names[i], float(p[i])) for i in order], is_known, score)
+                results.append((str(path), [(class_names[i], float(p[i])) for i in order], is_known, score))
             if explainer is not None:
                 explainer.write(x, ok, np.argmax(probs, axis=1))
+        return results, failed, messages
+
+    for results, failed, messages in distributed_batches(files, args.batch_size, predict_batch):
+        for path, reason in failed:
+            print(f"{PROG}: {escape(path)}: {reason}", file=sys.stderr)
+        failures += len(failed)
+        for line in messages:
+            print(line, file=sys.stderr)
+        for result in results:
+            writer.write(*result)
+    if writer is None:
+        return EXIT_OK  # rank 0 reports and sets the exit status
     writer.close()
     if explainer is not None and explainer.empty:
         print(f"{PROG}: note: {len(explainer.empty)} heatmap(s) are empty (no positive {args.explain_method} "
@@ -164,6 +183,24 @@ def _main(argv):
     if not files and not missing:
         raise RuntimeError(f"no image files found in {', '.join(args.paths)}")
     return EXIT_ERROR if failures else EXIT_OK
+
+
+def distributed_batches(files, batch_size, predict_batch):
+    """Yields predict_batch(batch) for every batch of files, in order. Under MPI (on rank 0 only) batch j
+    is computed by rank j % N and the results of each round of N batches are gathered to rank 0, so the
+    output streams in the order of a 1-process run while memory holds one round."""
+    world = distributed.world()
+    starts = list(range(0, len(files), batch_size))
+    if world is None:
+        for start in starts:
+            yield predict_batch(files[start:start + batch_size])
+        return
+    for first in range(0, len(starts), world.size):
+        mine = first + world.rank
+        result = predict_batch(files[starts[mine]:starts[mine] + batch_size]) if mine < len(starts) else None
+        gathered = world.gather(result)
+        if world.rank == 0:
+            yield from (r for r in gathered if r is not None)
 
 
 class _Writer:

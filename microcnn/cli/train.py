@@ -7,13 +7,17 @@ validation images are drawn at random), test_evaluation.json (when DATASET has a
 matplotlib, curves.png and confusion.png. Ctrl-C saves a resumable checkpoint in OUT/checkpoint/.
 """
 
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .. import distributed
 from ..augment import ImageAugmenter
+from ..cache import default_cache_dir, describe_cache, open_cache
+from ..callbacks import Callback
 from ..data import COLOR_MODES, FolderDataset
 from ..images import describe
 from ..ood import DEFAULT_METHOD, METHODS
@@ -61,6 +65,10 @@ dataset layouts (class order = folder names sorted):
 
 the dataset is checked first (microcnn-check): duplicated, conflicting and leaked images are a warning
 
+several processes (pip install 'microcnn[mpi]'):
+  mpiexec -n N microcnn-train DATASET ...   (or srun) trains one model; --batch-size is the global batch,
+  rank 0 writes; under MPI a checkpoint is saved every epoch, and SIGUSR1 stops with one at the current step
+
 exit status: 0 trained, 1 error or a NaN/Inf loss (the last good model is kept), 2 bad command line,
 130 interrupted (checkpoint saved; use --resume)
 """
@@ -106,6 +114,11 @@ def build_parser():
                    help="format of curves and confusion plots (default png)")
     p.add_argument("--no-check", action="store_true",
                    help="skip the check for duplicated, conflicting and leaked images before training")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="decode images once into an on-disk cache in DIR and stream batches from it "
+                        "(default DATASET/.microcnn-cache)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="decode every image into memory at each run instead of using the cache")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run saved in OUT/checkpoint/")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the model in a non-empty OUT (only the files this tool writes)")
@@ -119,6 +132,8 @@ def main(argv=None):
 
 def _main(argv):
     args = parse(build_parser(), argv)
+    world = distributed.world()  # under mpiexec/srun: one of several processes training one model
+    distributed.quiet_other_ranks()
     set_threads(args.threads)
     dataset = Path(args.dataset)
     if not dataset.is_dir():
@@ -130,22 +145,28 @@ def _main(argv):
     problem = image_size_problem(settings["arch"], tuple(settings["image_size"]))
     if problem:
         raise UsageError(f"--image-size: {problem}")
+    if world is not None:
+        settings = world.bcast(settings)  # one seed for all ranks when it is drawn at random
 
     import microcnn
 
     microcnn.set_seed(settings["seed"])
     split_seed, shuffle_seed, augment_seed = (int(s) for s in np.random.SeedSequence(settings["seed"]).generate_state(3))
     print(f"Reading {dataset}/ ...", flush=True)
-    ds = FolderDataset(dataset, image_size=tuple(settings["image_size"]), color=settings["color"],
-                       validation_split=settings["validation_split"], seed=split_seed, progress=_progress)
+    ds = _read_dataset(dataset, args, settings, split_seed, world)
     print(ds.report.summary(dataset))
-    if not args.no_check:
+    if not args.no_check and distributed.is_root():
         _train_extras.warn_about_dataset(dataset, PROG)
     test_items = _train_extras.test_folder(dataset, ds.class_names)
     if test_items:
         print(f"Test images: {len(test_items)} in {dataset / 'test'}/, evaluated once after training")
     split_text = _train_extras.split_csv(dataset, settings["validation_split"], split_seed, ds.class_names)
-    print(f"Images in memory: {ds.nbytes / 1e6:.1f} MB as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
+    if ds.cache is not None:
+        on_disk = (ds.x_train.disk_bytes + ds.x_val.disk_bytes) / 1e6
+        print(f"{describe_cache(ds.cache, len(ds.x_train) + len(ds.x_val) + len(ds.report.failed))}; "
+              f"{on_disk:.1f} MB on disk, streamed as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
+    else:
+        print(f"Images in memory: {ds.nbytes / 1e6:.1f} MB as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
     if resume is not None and (resume["class_names"] != ds.class_names
                                or resume["preprocessing"] != ds.preprocessing):
         raise RuntimeError(f"{out / CHECKPOINT}: the checkpoint was trained on classes "
@@ -180,18 +201,23 @@ def _main(argv):
     }
     start = tracker.epochs_completed
     threads = microcnn._core.get_num_threads()
+    ranks = "" if world is None else f" x {world.size} MPI processes (batch {settings['batch_size']} split " \
+        "between them)"
     class_weight = class_weights_for(settings["class_weight"], ds)
     extra_callbacks = training_callbacks(settings, validation is not None)
     guard = StopOnNonFinite(keep_last_good=validation is None)
     callbacks = [guard, tracker] + extra_callbacks
     if resume is not None:
         callbacks.append(_resume.restore(model, train, resume["resume"], extra_callbacks))
+    if world is not None:
+        callbacks.append(_EpochCheckpoint(lambda: _save_checkpoint(
+            model, out, metadata, _resume.capture(model, train, tracker, extra_callbacks))))
     schedule = "" if settings["schedule"] == "constant" else f" ({settings['schedule']} schedule)"
     print(f"{'Resuming' if resume else 'Training'} {settings['arch']} ({model.count_params():,} parameters) "
           f"from epoch {start + 1} to {settings['epochs']}: batch {settings['batch_size']}, Adam lr "
           f"{settings['lr']:g}{schedule}, "
           f"{'no augmentation' if augmenter is None else 'shear/zoom/flip augmentation'}, "
-          f"seed {settings['seed']}, {threads} thread{'s' if threads != 1 else ''}", flush=True)
+          f"seed {settings['seed']}, {threads} thread{'s' if threads != 1 else ''}{ranks}", flush=True)
     if class_weight is not None:
         print("Class weights: " + ", ".join(f"{ds.class_names[c]} {w:.3g}" for c, w in class_weight.items()))
     t0 = time.perf_counter()
@@ -200,6 +226,8 @@ def _main(argv):
                   callbacks=callbacks, class_weight=class_weight, verbose=0)
     except KeyboardInterrupt:
         tracker.close()
+        if not distributed.is_root():  # every rank stopped after the same step; rank 0 saves
+            return EXIT_INTERRUPTED
         print("\nInterrupted: saving a checkpoint ...", file=sys.stderr, flush=True)
         with defer_keyboard_interrupt():  # a second Ctrl-C waits for the saves
             _save_checkpoint(model, out, metadata, _resume.capture(model, train, tracker, extra_callbacks))
@@ -212,6 +240,12 @@ def _main(argv):
         return _stop_non_finite(e, model, ds, tracker, guard, out, metadata, validation, settings,
                                 (args.plot_format, split_text))
     print(f"Trained {tracker.epochs_completed - start} epoch(s) in {time.perf_counter() - t0:.1f} s")
+    if world is not None:
+        steps = max(world.allreduce_calls, 1)
+        print(f"Gradient allreduce: {1000 * world.allreduce_seconds / steps:.1f} ms per step on average spent "
+              f"waiting for it after the backward pass ({world.allreduce_seconds:.1f} s in total)")
+        if not distributed.is_root():
+            return EXIT_OK
     try:
         with defer_keyboard_interrupt():  # Ctrl-C now would lose the trained model: it waits for the save
             _finish(model, ds, tracker, out, metadata, validation, args.plot_format, split_text)
@@ -233,7 +267,7 @@ def _stop_non_finite(error, model, ds, tracker, guard, out, metadata, validation
     if tracker.best_weights is None and guard.last_good is not None:
         tracker.best_weights = guard.last_good
     kept = ""
-    if tracker.best_weights is not None:
+    if tracker.best_weights is not None and distributed.is_root():
         _finish(model, ds, tracker, out, metadata, validation, *finish_args)
         kept = f"; kept the model of the last good epoch in {out}/"
     else:
@@ -241,6 +275,40 @@ def _stop_non_finite(error, model, ds, tracker, guard, out, metadata, validation
     print(f"{PROG}: error: {error}: training stopped (try a lower --lr than {settings['lr']:g}, or check the "
           f"images for extreme values){kept}", file=sys.stderr)
     return EXIT_ERROR
+
+
+class _EpochCheckpoint(Callback):
+    """Under MPI, rank 0 saves the checkpoint after every epoch: Open MPI's mpiexec ends all ranks within
+    a fraction of a second of Ctrl-C, too soon to save one then (SIGUSR1 stops the run with a checkpoint)."""
+
+    def __init__(self, save):
+        super().__init__()
+        self.save = save
+
+    def on_epoch_end(self, epoch, logs=None):
+        if distributed.is_root():
+            self.save()
+
+
+def _read_dataset(dataset, args, settings, split_seed, world):
+    """FolderDataset through the image cache (unless --no-cache). Under MPI rank 0 decodes what the cache
+    lacks while the others wait, then they read the cache rank 0 wrote."""
+    cache = None
+    root = world is None or world.rank == 0
+    if not args.no_cache:
+        folder = Path(args.cache) if args.cache else default_cache_dir(dataset)
+        cache = open_cache(folder, tuple(settings["image_size"]), update=root,
+                           stream=sys.stderr if root else open(os.devnull, "w"))  # noqa: SIM115
+    if world is not None and not world.bcast(cache is not None if root else None):
+        cache = None  # rank 0 could not write the cache: every rank decodes into memory
+    if world is not None and not root and cache is not None:
+        world.barrier()
+    ds = FolderDataset(dataset, image_size=tuple(settings["image_size"]), color=settings["color"],
+                       validation_split=settings["validation_split"], seed=split_seed,
+                       progress=_progress if root else None, cache=cache)
+    if world is not None and root and cache is not None:
+        world.barrier()
+    return ds
 
 
 def _progress(items, total, split):
@@ -303,8 +371,10 @@ def _check_out(out, dataset, args):
             raise RuntimeError(f"--out {out}: already contains {what}; pass --overwrite to replace the model "
                                f"(other files are kept), --resume to continue an interrupted run, or choose "
                                f"another --out")
-        _safety.remove_checkpoint(out / CHECKPOINT, _is_ours)
-    _safety.probe_writable(out)
+        if distributed.is_root():
+            _safety.remove_checkpoint(out / CHECKPOINT, _is_ours)
+    if distributed.is_root():
+        _safety.probe_writable(out)
 
 
 def _read_checkpoint(out):
@@ -323,6 +393,8 @@ def _save_checkpoint(model, out, metadata, state):
 def _finish(model, ds, tracker, out, metadata, validation, plot_format="png", split_text=None):
     """Put the best weights in the model, save it, and write the history, confusion matrix, plots and the
     random validation split (split.csv)."""
+    if validation is not None and validation.shard:  # all of it, also on rank 0 of an MPI run
+        validation = ds.batches("validation", validation.batch_size, shard=False)
     if tracker.epochs_completed == 0:
         print("No epoch completed: no model saved.", file=sys.stderr)
         return
