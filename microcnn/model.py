@@ -3,6 +3,7 @@ model files in io.py."""
 
 import numpy as np
 
+from . import _inference
 from . import layers as _layers
 from . import losses as _losses
 from . import optimizers as _optimizers
@@ -24,6 +25,7 @@ class Sequential(TrainingMixin):
         self.loss = None
         self._metric_names = []
         self.compiled = False
+        self.precision = "f32"  # or "bf16" (compile(precision=...)): the kernels predict and evaluate use
         self.stop_training = False
         self.history = None
         self.metadata = {}
@@ -192,7 +194,9 @@ class Sequential(TrainingMixin):
         print_fn("_" * width)
 
     # --- compile ---------------------------------------------------------------------------------------
-    def compile(self, optimizer="adam", loss=None, metrics=None):
+    def compile(self, optimizer="adam", loss=None, metrics=None, precision="f32"):
+        """precision "bf16": predict/evaluate on bf16 weights (see _inference.py); training stays float32."""
+        self.precision = _inference.check_precision(precision)
         if loss is None:
             raise ValueError("loss: expected 'categorical_crossentropy' or 'sparse_categorical_crossentropy', "
                              "got None")

@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 
-from . import _seeding
+from . import _inference, _seeding
 from ._batches import make_source
 from ._validation import positive_int
 from .callbacks import CallbackList, History
@@ -84,6 +84,8 @@ class TrainingMixin:
         return not self.loss.from_logits and self._layers[-1].ends_in_softmax and len(self.output_shape) == 2
 
     def _forward(self, x, training, logits=False):
+        if not training:
+            return _inference.forward(self, x, logits)
         layers, last, i = self._layers, len(self._layers) - 1, 0
         while i <= last:
             if i < last and fusable(layers[i], layers[i + 1]):

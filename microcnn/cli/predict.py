@@ -46,6 +46,9 @@ def build_parser():
     p.add_argument("--format", choices=("text", "json", "csv"), default="text", help="output format (default text)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (default 32)")
     p.add_argument("--threads", type=positive_int, default=None, help="kernel threads (default: all cores)")
+    p.add_argument("--precision", choices=("f32", "bf16"), default="f32",
+                   help="bf16: Dense layers on bf16 weights, and conv layers too on CPUs with AVX512_BF16; "
+                        "float32 accumulation (default f32)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -88,6 +91,7 @@ def _main(argv):
     if not model_dir.is_dir():
         raise RuntimeError(f"--model {args.model}: no such model folder (train one with microcnn-train)")
     model, class_names, preprocessing = load_trained_model(model_dir)
+    model.precision = args.precision
     k = min(args.top_k, len(class_names))
     files, missing = collect_images(args.paths)
     failures = 0
