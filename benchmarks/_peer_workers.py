@@ -189,7 +189,7 @@ def run_openvino(args, precision="f32"):
            float(np.max(np.abs(probs - reference)))}
     out["infer_s"] = timed(lambda: compiled[args.batch].infer({0: x}), args.warmup, args.steps)
     out["latency_s"] = latency(lambda: compiled[1].infer({0: one}), args)
-    out["version"] = ov.__version__ if hasattr(ov, "__version__") else ov.get_version()
+    out["version"] = ov.get_version().split("-")[0]
     return out
 
 
