@@ -8,7 +8,6 @@ Measured in one process, interleaved, medians:
   kernel sum       the sum of each kernel's own time inside the bare step
   flop floor       the step's GFLOP at the rate numpy's sgemm reaches on a large square product
   call cost        one _core call on a 1-element array (argument checks + pybind11 + GIL release)
-  parallel region  _core.relu_forward on 64 KiB with 2 threads minus with 1 (a fork/join with no work to share)
 """
 
 import argparse
@@ -103,11 +102,6 @@ def main(argv=None):
     calls = count_core_calls(lambda: model.train_on_batch(x, labels))
     tiny = np.zeros(1, np.float32)
     call = median_time(lambda: _core.relu_forward(tiny), 2000)
-    mid = np.zeros(16384, np.float32)
-    _core.set_num_threads(1)
-    one = median_time(lambda: _core.relu_forward(mid), 2000)
-    _core.set_num_threads(args.threads)
-    two = median_time(lambda: _core.relu_forward(mid), 2000)
     a = rng.random((1024, 1024), dtype=np.float32)
     gemm_rate = 2 * 1024**3 / median_time(lambda: a @ a, 10) / 1e9
     gflop = step_gflop(n, s, c, args.classes)
@@ -118,11 +112,11 @@ def main(argv=None):
     print(f"bare _core step               {bare * 1e3:8.2f} ms   -> Python layers/loss/optimizer: "
           f"{(step - bare) * 1e3:.2f} ms")
     ksum = sum(kernels.values())
-    print(f"sum of kernel times           {ksum * 1e3:8.2f} ms")
+    print(f"sum of kernel times           {ksum * 1e3:8.2f} ms   -> between kernels (allocations, Python): "
+          f"{(bare - ksum) * 1e3:.2f} ms")
     print(f"flop floor ({gflop:.3f} GFLOP at numpy sgemm {gemm_rate:.0f} GFLOP/s) "
           f"{gflop / gemm_rate * 1e3:8.2f} ms")
     print(f"one _core call (1 element)    {call * 1e6:8.2f} us   x {calls} calls = {call * calls * 1e3:.2f} ms")
-    print(f"relu 64 KiB: 1 thread {one * 1e6:.2f} us, {args.threads} threads {two * 1e6:.2f} us")
     for name in sorted(kernels, key=lambda k: -kernels[k]):
         print(f"  {name:16s} {kernels[name] * 1e3:7.3f} ms")
 
