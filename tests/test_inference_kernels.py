@@ -117,3 +117,17 @@ def test_bf16_bad_inputs():
     with pytest.raises(ValueError, match="x: expected a conv output of at least 2x2"):
         _core.conv2d_relu_maxpool_infer(np.ones((1, 1, 1, 8), np.float32), np.ones((1, 1, 8, 4), np.float32), None)
     assert _core.bf16_kernel() in ("avx512_bf16", "avx2/fma", "generic")
+
+
+@pytest.mark.parametrize("n,k,m", [(1, 20000, 256), (2, 333, 13), (3, 1000, 8), (4, 257, 70), (1, 5, 1)])
+def test_dense_forward_few_rows(n, k, m, isa, threads):
+    """A batch of 1-4 rows takes the row-streaming kernel (dense_rows.hpp) on x86: same contract."""
+    rng = np.random.default_rng(k + m)
+    x = rng.standard_normal((n, k), dtype=np.float32)
+    w = rng.standard_normal((k, m), dtype=np.float32)
+    b = rng.standard_normal(m, dtype=np.float32)
+    want = x.astype(np.float64) @ w.astype(np.float64) + b
+    scale = np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64)
+    assert np.all(np.abs(_core.dense_forward(x, w, b) - want) <= 1e-5 * scale + 1e-6)
+    assert np.all(np.abs(_core.dense_forward(x, w, None, relu=True) - np.maximum(want - b, 0)) <= 1e-5 * scale + 1e-6)
+    np.testing.assert_array_equal(_core.dense_forward(x, w, b), _core.dense_forward(x, w, b))
