@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..data import preprocess_for_prediction, walk_files
+from ..data import printable_name as escape
 from ..images import readable_extensions
 from ..input_check import image_kind, kind_differences
+from . import _metadata
 from ._common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -55,6 +57,12 @@ def build_parser():
     p.add_argument("--top-k", type=positive_int, default=1, metavar="K", help="show the K most likely classes")
     p.add_argument("--format", choices=("text", "json", "csv"), default="text", help="output format (default text)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (default 32)")
+    p.add_argument("--explain", default=None, metavar="DIR",
+                   help="write a Grad-CAM heatmap of the predicted class per image: DIR/<name>.png (overlay) "
+                        "and DIR/<name>.npy (float32, the model's input size)")
+    p.add_argument("--explain-method", choices=("gradcam", "hirescam"), default="gradcam",
+                   help="gradcam: channel weights from the averaged gradient; hirescam: gradient x feature map "
+                        "per place, better for Flatten + Dense heads (default gradcam)")
     p.add_argument("--threads", type=positive_int, default=None, help="kernel threads (default: all cores)")
     p.add_argument("--accept", type=fraction, default=None, metavar="Q",
                    help="accept the fraction Q of known images (e.g. 0.99: fewer unknown answers, more "
@@ -78,10 +86,12 @@ def load_trained_model(path):
 
     model = load_model(path, compile=False)
     meta = model.metadata or {}
-    if "class_names" not in meta or "preprocessing" not in meta:
-        raise RuntimeError(f"{path}: this model has no class names/preprocessing in its metadata; "
+    config = Path(path) / "config.json"
+    if "class_names" not in meta and "preprocessing" not in meta:
+        raise RuntimeError(f"{config}: this model has no class names or preprocessing in its metadata; "
                            f"was it trained with microcnn-train?")
-    return model, list(meta["class_names"]), meta["preprocessing"]
+    names = _metadata.check_class_names(meta, config, model.output_shape[-1])
+    return model, list(names), _metadata.check_preprocessing(meta, config, model.input_shape[1:])
 
 
 def collect_images(paths):
@@ -116,18 +126,23 @@ def _main(argv):
     files, missing = collect_images(args.paths)
     failures = 0
     for path in missing:
-        print(f"{PROG}: {path}: no such file or directory", file=sys.stderr)
+        print(f"{PROG}: {escape(path)}: no such file or directory", file=sys.stderr)
         failures += 1
     writer = _Writer(args.format, k, sys.stdout, detector is not None)
+    explainer = None
+    if args.explain is not None:
+        from ..explain import ExplanationWriter
+
+        explainer = ExplanationWriter(args.explain, model, args.explain_method)
     for start in range(0, len(files), args.batch_size):
         x, ok, failed = preprocess_for_prediction(files[start:start + args.batch_size], preprocessing)
         for path, reason in failed:
-            print(f"{PROG}: {path}: {reason}", file=sys.stderr)
+            print(f"{PROG}: {escape(path)}: {reason}", file=sys.stderr)
         failures += len(failed)
         for path in ok:
             differences = kind_differences(image_kind(path), profile)
             if differences:
-                print(f"{PROG}: warning: {path}: unlike the training images: {'; '.join(differences)}",
+                print(f"{PROG}: warning: {escape(path)}: unlike the training images: {'; '.join(differences)}",
                       file=sys.stderr)
         if len(ok):
             if detector is None:
@@ -136,9 +151,20 @@ def _main(argv):
             else:
                 probs, scores, known = model.predict_ood(x, batch_size=args.batch_size, accept=args.accept)
             for path, p, score, is_known in zip(ok, probs, scores, known):
+                if not np.isfinite(p).all():
+                    print(f"{PROG}: {escape(path)}: the model gave non-finite scores for this image (its values are "
+                          f"beyond what the network can compute with)", file=sys.stderr)
+                    failures += 1
+                    continue
                 order = np.argsort(-p, kind="stable")[:k]
                 writer.write(str(path), [(class_names[i], float(p[i])) for i in order], is_known, score)
+            if explainer is not None:
+                explainer.write(x, ok, np.argmax(probs, axis=1))
     writer.close()
+    if explainer is not None and explainer.empty:
+        print(f"{PROG}: note: {len(explainer.empty)} heatmap(s) are empty (no positive {args.explain_method} "
+              f"evidence for the predicted class, e.g. {explainer.empty[0]})"
+              + ("; try --explain-method hirescam" if args.explain_method == "gradcam" else ""), file=sys.stderr)
     if not files and not missing:
         raise RuntimeError(f"no image files found in {', '.join(args.paths)}")
     return EXIT_ERROR if failures else EXIT_OK
@@ -160,6 +186,7 @@ class _Writer:
     def write(self, path, ranked, known=None, score=None):
         """`ranked`: [(class, probability)] best first; known/score: the detector's answer (None without)."""
         if self.fmt == "text":
+            path = escape(path)  # a newline in a file name must not split the line
             if self.k == 1:
                 answer = f"{ranked[0][0]} ({ranked[0][1]:.4f})"
             else:
