@@ -73,6 +73,9 @@ def build_parser():
                         "unfamiliar images named as a class; default: the model's, set by microcnn-train)")
     p.add_argument("--no-unknown", action="store_true",
                    help="always name the nearest class (no unknown answer, no known/score fields)")
+    p.add_argument("--precision", choices=("f32", "bf16"), default="f32",
+                   help="bf16: Dense layers on bf16 weights, and conv layers too on CPUs with AVX512_BF16; "
+                        "float32 accumulation (default f32)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -122,6 +125,7 @@ def _main(argv):
     if not model_dir.is_dir():
         raise RuntimeError(f"--model {args.model}: no such model folder (train one with microcnn-train)")
     model, class_names, preprocessing = load_trained_model(model_dir)
+    model.precision = args.precision
     k = min(args.top_k, len(class_names))
     detector = None if args.no_unknown else model.ood
     if detector is None and not args.no_unknown and distributed.is_root():
