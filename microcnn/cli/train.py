@@ -12,16 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..augment import ImageAugmenter
 from ..data import COLOR_MODES, FolderDataset
 from ..images import describe
 from ..presets import available_presets
-from . import _report
+from ..readers import Z_PROJECTIONS
+from . import _augment_args, _report
 from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     ArgumentParser,
     UsageError,
+    channel_list,
     fraction,
     help_formatter,
     image_size,
@@ -63,8 +64,9 @@ def build_parser():
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="number of epochs (default 20; with --resume: the checkpoint's, or this to extend)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per step (default 32)")
-    p.add_argument("--image-size", type=image_size, default=(150, 150), metavar="SIZE",
-                   help="resize images to SIZE or HEIGHTxWIDTH pixels (default 150)")
+    p.add_argument("--image-size", type=image_size, default="auto", metavar="SIZE",
+                   help="resize images to SIZE or HEIGHTxWIDTH pixels, or auto: the training images' median "
+                        "size, the larger side capped at 150 (default auto)")
     p.add_argument("--lr", type=positive_float, default=0.0004, help="Adam learning rate (default 0.0004)")
     p.add_argument("--color", choices=COLOR_MODES, default="auto",
                    help="auto: grayscale if every training image is, else rgb (default auto)")
@@ -72,8 +74,11 @@ def build_parser():
                    help="make the run repeatable (default: a random seed, printed and saved)")
     p.add_argument("--threads", type=positive_int, default=None, help="kernel threads (default: all cores)")
     p.add_argument("--out", default="model", help="output folder (default model/)")
-    p.add_argument("--no-augment", action="store_true",
-                   help="train without the random shear/zoom/horizontal flip")
+    p.add_argument("--channels", type=channel_list, default=None, metavar="LIST",
+                   help="keep these channels of each image, numbered from 0 in file order, e.g. 0,2")
+    p.add_argument("--z-projection", choices=Z_PROJECTIONS, default=None,
+                   help="reduce a z-stack (TIFF with a Z axis) to one plane by its max or mean")
+    _augment_args.add_arguments(p)
     p.add_argument("--validation-split", type=fraction, default=None, metavar="F",
                    help="hold out fraction F per class when DATASET has no validation/ folder")
     p.add_argument("--arch", choices=sorted(available_presets()), default="seed",
@@ -113,9 +118,14 @@ def _main(argv):
     microcnn.set_seed(settings["seed"])
     split_seed, shuffle_seed, augment_seed = (int(s) for s in np.random.SeedSequence(settings["seed"]).generate_state(3))
     print(f"Reading {dataset}/ ...", flush=True)
-    ds = FolderDataset(dataset, image_size=tuple(settings["image_size"]), color=settings["color"],
-                       validation_split=settings["validation_split"], seed=split_seed, progress=_progress)
+    size = settings["image_size"]
+    ds = FolderDataset(dataset, image_size=size if size == "auto" else tuple(size), color=settings["color"],
+                       validation_split=settings["validation_split"], seed=split_seed, progress=_progress,
+                       channels=settings["channel_select"], z_projection=settings["z_projection"])
     print(ds.report.summary(dataset))
+    if ds.image_size_reason is not None:
+        print(f"Image size: auto -> {ds.image_size[0]}x{ds.image_size[1]} ({ds.image_size_reason})")
+        settings["image_size"] = list(ds.image_size)
     print(f"Images in memory: {ds.nbytes / 1e6:.1f} MB as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
     if resume is not None and (resume["class_names"] != ds.class_names
                                or resume["preprocessing"] != ds.preprocessing):
@@ -123,7 +133,7 @@ def _main(argv):
                            f"{', '.join(resume['class_names'])} with different images or preprocessing than "
                            f"{dataset}/ now has; start again with --overwrite")
 
-    augmenter = None if settings["no_augment"] else ImageAugmenter(seed=augment_seed)
+    augmenter = _augment_args.build_augmentation(settings, augment_seed)
     train = ds.batches("train", settings["batch_size"], augmenter=augmenter, seed=shuffle_seed)
     validation = ds.batches("validation", settings["batch_size"]) if len(ds.x_val) else None
     if resume is None:
@@ -153,7 +163,7 @@ def _main(argv):
     print(f"{'Resuming' if resume else 'Training'} {settings['arch']} ({model.count_params():,} parameters) "
           f"from epoch {start + 1} to {settings['epochs']}: batch {settings['batch_size']}, Adam lr "
           f"{settings['lr']:g}{schedule}, "
-          f"{'no augmentation' if augmenter is None else 'shear/zoom/flip augmentation'}, "
+          f"{'no augmentation' if augmenter is None else augmenter.describe()}, "
           f"seed {settings['seed']}, {threads} thread{'s' if threads != 1 else ''}", flush=True)
     if class_weight is not None:
         print("Class weights: " + ", ".join(f"{ds.class_names[c]} {w:.3g}" for c, w in class_weight.items()))
@@ -186,7 +196,8 @@ def _progress(items, total, split):
 _SETTING_KEYS = ("epochs", "batch_size", "image_size", "lr", "color", "seed", "no_augment", "validation_split",
                  "arch")
 # Added later: a checkpoint written before them resumes with these values.
-_LATER_SETTINGS = {"schedule": "constant", "patience": None, "class_weight": "none"}
+_LATER_SETTINGS = {"schedule": "constant", "patience": None, "class_weight": "none", "augment": None,
+                   "channel_select": None, "z_projection": None}
 
 
 def _settings(args, resume):
@@ -198,8 +209,11 @@ def _settings(args, resume):
             settings["epochs"] = args.epochs
         return settings
     seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
-    return {"epochs": args.epochs or 20, "batch_size": args.batch_size, "image_size": list(args.image_size),
-            "lr": args.lr, "color": args.color, "seed": seed, "no_augment": args.no_augment,
+    augment = _augment_args.augment_settings(args)
+    size = args.image_size if args.image_size == "auto" else list(args.image_size)
+    return {"epochs": args.epochs or 20, "batch_size": args.batch_size, "image_size": size,
+            "lr": args.lr, "color": args.color, "seed": seed, "no_augment": augment["preset"] == "none",
+            "augment": augment, "channel_select": args.channels, "z_projection": args.z_projection,
             "validation_split": args.validation_split, "arch": args.arch, "schedule": args.schedule,
             "patience": args.patience, "class_weight": args.class_weight}
 

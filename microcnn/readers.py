@@ -1,0 +1,271 @@
+"""Reading one image file at full depth into an (H, W, C) array: `read_image(path, ...) -> (pixels, info)`.
+
+- TIFF goes through tifffile: every page of the first series (of all series when they are alike), axes from OME-XML or ImageJ metadata when
+  present (T time, Z depth, C channel, S samples, Y X plane). Channel-like axes (C, S, and an unlabelled
+  page axis I/Q, as in a plain multi-page TIFF written one channel per page) become C; a Z axis longer than
+  one needs `z_projection` ("max" or "mean"); any other axis longer than one (time points, angles) is
+  refused. 8/16/32-bit integers and floats are kept. The TIFF Orientation tag is applied.
+  A TIFF compressed with a codec tifffile cannot decode without the optional `imagecodecs` package (LZW,
+  JPEG, ...) is read by Pillow when that keeps its depth (8-bit, single-channel 16-bit or float), else it is
+  refused with the package to install.
+- 16-bit colour and 16-bit grey+alpha PNG go through pypng (Pillow would reduce them to 8 bits).
+- Everything else goes through Pillow: first frame, EXIF orientation applied, palettes expanded.
+Alpha is dropped everywhere. The result is never reduced in depth silently: uint8, uint16 stay as they
+are, every other type becomes float32 (non-finite values become 0).
+
+This module reads bytes into arrays and knows nothing of models or datasets; images.py resizes and scales.
+"""
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+Z_PROJECTIONS = ("max", "mean")
+_TIFF_SUFFIXES = (".tif", ".tiff")
+_CHANNEL_AXES = "CSIQ"  # channel, samples (RGB), unlabelled page sequences
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Pillow's transpose for each TIFF/EXIF orientation value, as NumPy operations on (H, W, C).
+_ORIENT = {
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+class ImageDecodeError(Exception):
+    """A file that has an image extension but cannot be decoded; the message says why."""
+
+
+class ImageInfo:
+    """What `read_image` found: `reader` (tifffile, pypng or pillow), `dtype` of the file's samples, its
+    `axes` and `shape` (tifffile's letters; "YXS"/"YX" otherwise), `mode` (the Pillow-style name images.py
+    scales by: L/RGB for 8-bit, I;16, I or F for high depth), `rgb` (the channels are red, green, blue)."""
+
+    __slots__ = ("axes", "dtype", "mode", "reader", "rgb", "shape")
+
+    def __init__(self, reader, dtype, axes, shape, mode, rgb):
+        self.reader, self.dtype, self.axes, self.shape = reader, str(dtype), axes, tuple(shape)
+        self.mode, self.rgb = mode, rgb
+
+    def __repr__(self):
+        return (f"ImageInfo(reader={self.reader!r}, dtype={self.dtype!r}, axes={self.axes!r}, "
+                f"shape={self.shape}, mode={self.mode!r}, rgb={self.rgb})")
+
+
+def read_image(path, channels=None, z_projection=None, draft_size=None):
+    """(pixels (H, W, C) uint8 | uint16 | float32, ImageInfo) of one file at full resolution and depth.
+    channels: indices to keep (in file order), or None for all. z_projection: None, "max" or "mean".
+    draft_size: a JPEG may be decoded at a reduced scale that still covers this many pixels per side.
+    Raises ImageDecodeError naming the cause."""
+    if z_projection not in (None,) + Z_PROJECTIONS:
+        raise ValueError(f"z_projection: expected None, 'max' or 'mean', got {z_projection!r}")
+    try:
+        suffix = str(path).lower()
+        if suffix.endswith(_TIFF_SUFFIXES) or _is_tiff(path):
+            pixels, info = _read_tiff(path, z_projection)
+        elif _png_16bit_colour(path):
+            pixels, info = _read_png16(path)
+        else:
+            pixels, info = _read_pillow(path, draft_size)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageDecodeError(f"too large for Pillow's decompression-bomb limit ({e})") from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not a readable image (unrecognised or empty file)") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError, MemoryError,
+            ZeroDivisionError, AssertionError, RuntimeError) as e:
+        raise ImageDecodeError(f"could not decode: {e}") from None
+    if channels is not None:
+        pixels = select_channels(pixels, channels)
+    return pixels, info
+
+
+def select_channels(pixels, channels):
+    """pixels[..., channels] with an error naming the channel count when an index is out of range."""
+    have = pixels.shape[2]
+    bad = [c for c in channels if not 0 <= c < have]
+    if bad:
+        raise ImageDecodeError(f"has {have} channel(s) (0 to {have - 1}); channel(s) "
+                               f"{', '.join(map(str, bad))} were asked for (--channels)")
+    return np.ascontiguousarray(pixels[:, :, list(channels)])
+
+
+def _check_pixels(width, height):
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise ImageDecodeError(f"{width}x{height} is larger than Pillow's limit of {limit} pixels "
+                               "(PIL.Image.MAX_IMAGE_PIXELS); skipped as a possible decompression bomb")
+
+
+def _is_tiff(path):
+    with open(path, "rb") as f:
+        return f.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _png_16bit_colour(path):
+    """True for a PNG of bit depth 16 with colour (type 2, 6) or grey+alpha (type 4)."""
+    with open(path, "rb") as f:
+        head = f.read(29)
+    return (len(head) == 29 and head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR"
+            and head[24] == 16 and head[25] in (2, 4, 6))
+
+
+def _mode_for(dtype, channels):
+    if dtype == np.uint8:
+        return "RGB" if channels == 3 else "L"
+    if dtype == np.uint16:
+        return "I;16"
+    if np.issubdtype(dtype, np.integer):
+        return "I"
+    return "F"
+
+
+def _normalise_dtype(a):
+    """uint8/uint16 as they are; other integers and floats as float32 with non-finite values set to 0."""
+    if a.dtype in (np.uint8, np.uint16):
+        return np.ascontiguousarray(a)
+    if a.dtype == np.bool_:
+        return np.ascontiguousarray(a.astype(np.uint8) * np.uint8(255))
+    out = a.astype(np.float32)
+    if not np.isfinite(out).all():
+        out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    return out
+
+
+def _read_tiff(path, z_projection):
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if not tif.series:
+            raise ImageDecodeError("TIFF holds no image")
+        series = tif.series[0]
+        axes, shape = series.axes, series.shape
+        if "Y" not in axes or "X" not in axes:
+            raise ImageDecodeError(f"TIFF has axes {axes} {shape}: no Y and X image plane")
+        _check_pixels(shape[axes.index("X")], shape[axes.index("Y")])
+        page = tif.pages[0]
+        # Several same-shaped series without OME/ImageJ metadata (tifffile writing one page per call): one
+        # image, a page per channel, as a plain multi-page TIFF reads.
+        stack = [s for s in tif.series if s.shape == shape and s.dtype == series.dtype and s.axes == axes]
+        stack = stack if len(stack) == len(tif.series) > 1 and not (tif.is_ome or tif.is_imagej) else [series]
+        try:
+            data = np.stack([s.asarray() for s in stack]) if len(stack) > 1 else series.asarray()
+        except ValueError as e:
+            if "imagecodecs" not in str(e):
+                raise
+            return _read_tiff_with_pillow(path, e, axes, shape, page)
+        if len(stack) > 1:
+            axes, shape = "I" + axes, data.shape
+        orientation = page.tags.get(274)
+        orientation = orientation.value if orientation is not None else 1
+    photometric = getattr(page.photometric, "name", "")
+    pixels = _to_hwc(data, axes, z_projection)
+    pixels = _ORIENT.get(int(orientation), lambda a: a)(pixels)
+    pixels = _normalise_dtype(pixels)
+    rgb = photometric in ("RGB", "YCBCR") and pixels.shape[2] == 3 and "C" not in axes
+    if photometric == "MINISWHITE" and np.issubdtype(data.dtype, np.unsignedinteger):
+        pixels = np.iinfo(data.dtype).max - pixels
+    info = ImageInfo("tifffile", data.dtype, axes, shape, _mode_for(pixels.dtype, pixels.shape[2]), rgb)
+    return pixels, info
+
+
+def _to_hwc(data, axes, z_projection):
+    """An N-d tifffile array with axis letters -> (H, W, C): channel-like axes merged into C (in file
+    order), Z projected, length-1 axes dropped; anything else is refused."""
+    for i, (a, n) in reversed(list(enumerate(zip(axes, data.shape)))):
+        if a in "YX" + _CHANNEL_AXES or n > 1 and a == "Z":
+            continue
+        if n == 1:
+            data = data.take(0, axis=i)
+            axes = axes[:i] + axes[i + 1:]
+        else:
+            what = {"T": "time points"}.get(a, f"positions along axis {a}")
+            raise ImageDecodeError(f"TIFF has {n} {what} (axes {axes}, shape {data.shape}); microcnn reads one "
+                                   f"image (optionally a z-stack and channels) per file")
+    if "Z" in axes:
+        z = axes.index("Z")
+        if z_projection is None:
+            raise ImageDecodeError(f"TIFF is a z-stack of {data.shape[z]} slices (axes {axes}); choose "
+                                   f"--z-projection max or mean")
+        dtype = data.dtype
+        data = data.max(axis=z) if z_projection == "max" else data.mean(axis=z, dtype=np.float64)
+        if z_projection == "mean" and np.issubdtype(dtype, np.integer):
+            data = data.astype(np.float32)  # the mean of integers keeps its fraction: full depth
+        axes = axes[:z] + axes[z + 1:]
+    order = [axes.index("Y"), axes.index("X")] + [i for i, a in enumerate(axes) if a not in "YX"]
+    data = np.transpose(data, order)
+    h, w = data.shape[:2]
+    return data.reshape(h, w, -1)
+
+
+def _read_tiff_with_pillow(path, error, axes, shape, page):
+    """A TIFF whose codec tifffile lacks: Pillow, when it keeps the depth (see module docstring)."""
+    plane_only = all(a in "YXS" or n == 1 for a, n in zip(axes, shape))
+    keeps_depth = page.bitspersample <= 8 or page.samplesperpixel == 1
+    if not (plane_only and keeps_depth):
+        raise ImageDecodeError(f"TIFF compressed with {page.compression.name} ({page.bitspersample}-bit, "
+                               f"{page.samplesperpixel} sample(s) per pixel, axes {axes}) needs the "
+                               f"imagecodecs package to be read at full depth: pip install imagecodecs")
+    return _read_pillow(path, None)
+
+
+def _read_png16(path):
+    import png
+
+    with open(path, "rb") as f:
+        width, height, rows, meta = png.Reader(file=f).asDirect()
+        _check_pixels(width, height)
+        planes = meta["planes"]
+        a = np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(height, width, planes)
+    if meta.get("alpha"):
+        a = a[:, :, :-1]
+    a = np.ascontiguousarray(a)
+    depth = meta.get("bitdepth", 16)
+    if depth != 16:  # sBIT or rescaled: the values' range is 2**depth - 1
+        a = a.astype(np.float32)
+    info = ImageInfo("pypng", np.uint16, "YXS", (height, width, planes), _mode_for(a.dtype, a.shape[2]),
+                     a.shape[2] == 3)
+    return a, info
+
+
+def _read_pillow(path, draft_size):
+    with Image.open(path) as im:
+        _check_pixels(*im.size)
+        if im.format == "JPEG" and draft_size is not None:
+            # libjpeg decodes at 1/2, 1/4 or 1/8 scale when that still covers the target size (square:
+            # EXIF may rotate): several times faster for camera-sized JPEGs.
+            im.draft(im.mode, (draft_size, draft_size))
+        im = ImageOps.exif_transpose(im)
+        im.load()
+        mode = im.mode
+        if mode in ("I", "F", "I;16", "I;16B", "I;16L", "I;16N"):
+            a = np.asarray(im)
+            a = a.astype(np.uint16) if mode.startswith("I;16") else a
+            pixels = _normalise_dtype(a)[:, :, None]
+            return pixels, ImageInfo("pillow", a.dtype, "YX", a.shape, "I;16" if mode.startswith("I;16")
+                                     else mode, False)
+        if mode == "1":
+            im = im.convert("L")
+        elif mode in ("LA", "La"):
+            im = im.getchannel("L")
+        elif mode != "L":
+            im = im.convert("RGB")
+        a = np.asarray(im)
+        pixels = np.ascontiguousarray(a if a.ndim == 3 else a[:, :, None])
+        return pixels, ImageInfo("pillow", np.uint8, "YXS" if a.ndim == 3 else "YX", a.shape, mode,
+                                 pixels.shape[2] == 3)
+
+
+def read_size(path):
+    """(height, width) from the file's header without decoding pixels, or None when it cannot be read."""
+    try:
+        if str(path).lower().endswith(_TIFF_SUFFIXES) or _is_tiff(path):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                axes, shape = tif.series[0].axes, tif.series[0].shape
+                return shape[axes.index("Y")], shape[axes.index("X")]
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except Exception:  # noqa: BLE001 - any unreadable header: the file is reported when it is decoded
+        return None
