@@ -198,8 +198,9 @@ class FolderDataset:
             missing = [self.class_names[i] for i in range(len(self.class_names))
                        if i not in present and any(lbl == i for _, lbl in splits[split])]
             if missing:
+                example = f" (e.g. {failed[0][0]}: {failed[0][1]})" if failed else ""
                 raise DatasetError(f"{self.directory}: no readable {split} image in class(es) "
-                                   f"{', '.join(missing)}")
+                                   f"{', '.join(missing)}{example}")
         channels = dataset_channels(decoded["train"], color, self.directory)
         decoded["validation"] = drop_mismatched(decoded["validation"], channels, failed)
         high = [images.convert_channels(d.pixels, channels) for d, _, _ in decoded["train"] if d.high_depth]
