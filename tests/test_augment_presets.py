@@ -129,8 +129,8 @@ def test_noise_matches_the_documented_box_muller_stream():
     params, _ = _core.augment_params(11, 2, idx, 5, 4, {"noise": 0.5})
     for n, i in enumerate(idx):
         bits = draws(sample_key(11, 2, i), (1 << 32) + np.arange(30))
-        u1 = (bits >> np.uint64(32)).astype(np.float64) * 2.0**-32
-        u2 = (bits & np.uint64(0xFFFFFFFF)).astype(np.float64) * 2.0**-32
+        u1 = (bits >> np.uint64(40)).astype(np.float64) * 2.0**-24
+        u2 = ((bits >> np.uint64(8)) & np.uint64(0xFFFFFF)).astype(np.float64) * 2.0**-24
         r = np.sqrt(-2 * np.log(1 - u1))
         z = np.stack([r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)], axis=1).reshape(-1)
         np.testing.assert_allclose(y[n].reshape(-1), params[n, 11] * z, rtol=1e-5, atol=1e-6)

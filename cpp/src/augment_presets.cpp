@@ -42,22 +42,33 @@ void compose(float* out, const double* p, int64_t H, int64_t W) {
   out[3] = float(g[1][0]), out[4] = float(g[1][1]), out[5] = float(cc - g[1][0] * cr - g[1][1] * cc);
 }
 
-// One pass of the separable Gaussian along rows (axis 0) or columns (axis 1) with reflect edges.
-void blur_axis(float* dst, const float* src, const std::vector<float>& w, int64_t H, int64_t W, int64_t C,
-               int axis) {
-  const int64_t R = static_cast<int64_t>(w.size()) - 1, n = axis == 0 ? H : W;
-  for (int64_t r = 0; r < H; ++r)
-    for (int64_t c = 0; c < W; ++c) {
-      const int64_t i = axis == 0 ? r : c;
-      float* o = dst + (r * W + c) * C;
-      for (int64_t k = 0; k < C; ++k) o[k] = 0.0f;
-      for (int64_t t = -R; t <= R; ++t) {
-        const int64_t j = warp_detail::resolve_index(i + t, n, FillMode::Reflect);
-        const float* s = src + (axis == 0 ? (j * W + c) : (r * W + j)) * C;
-        const float wt = w[static_cast<size_t>(t < 0 ? -t : t)];
-        for (int64_t k = 0; k < C; ++k) o[k] += wt * s[k];
+// One pass of the separable Gaussian along rows (axis 0) or columns (axis 1), reflect edges through an index
+// table (positions -R .. n+R-1 of the axis), so the inner loops have no branches.
+void blur_axis(float* dst, const float* src, const std::vector<float>& w, const std::vector<int64_t>& at,
+               int64_t H, int64_t W, int64_t C, int axis) {
+  const int64_t R = static_cast<int64_t>(w.size()) - 1;
+  const int64_t row_len = W * C;
+  for (int64_t r = 0; r < H; ++r) {
+    float* o = dst + r * row_len;
+    if (axis == 0) {  // dst row r = sum_t w[|t|] src row at[r + t]
+      for (int64_t i = 0; i < row_len; ++i) o[i] = w[0] * src[r * row_len + i];
+      for (int64_t t = 1; t <= R; ++t) {
+        const float* up = src + at[size_t(r - t + R)] * row_len;
+        const float* down = src + at[size_t(r + t + R)] * row_len;
+        const float wt = w[size_t(t)];
+        for (int64_t i = 0; i < row_len; ++i) o[i] += wt * (up[i] + down[i]);
       }
+    } else {
+      const float* s = src + r * row_len;
+      for (int64_t c = 0; c < W; ++c)
+        for (int64_t k = 0; k < C; ++k) {
+          float acc = w[0] * s[c * C + k];
+          for (int64_t t = 1; t <= R; ++t)
+            acc += w[size_t(t)] * (s[at[size_t(c - t + R)] * C + k] + s[at[size_t(c + t + R)] * C + k]);
+          o[c * C + k] = acc;
+        }
     }
+  }
 }
 
 void gaussian_blur(float* img, float* tmp, double sigma, int64_t H, int64_t W, int64_t C) {
@@ -68,34 +79,37 @@ void gaussian_blur(float* img, float* tmp, double sigma, int64_t H, int64_t W, i
   for (int64_t i = 0; i <= R; ++i) sum += (i ? 2.0 : 1.0) * (wd[size_t(i)] = std::exp(-0.5 * i * i / (sigma * sigma)));
   std::vector<float> w(wd.size());
   for (size_t i = 0; i < w.size(); ++i) w[i] = float(wd[i] / sum);
-  blur_axis(tmp, img, w, H, W, C, 0);
-  blur_axis(img, tmp, w, H, W, C, 1);
+  std::vector<int64_t> rows(size_t(H + 2 * R)), cols(size_t(W + 2 * R));
+  for (int64_t i = -R; i < H + R; ++i) rows[size_t(i + R)] = warp_detail::resolve_index(i, H, FillMode::Reflect);
+  for (int64_t i = -R; i < W + R; ++i) cols[size_t(i + R)] = warp_detail::resolve_index(i, W, FillMode::Reflect);
+  blur_axis(tmp, img, w, rows, H, W, C, 0);
+  blur_axis(img, tmp, w, cols, H, W, C, 1);
 }
 
+// Gamma, then contrast about the channel means, brightness and noise in one more pass.
 void photometric(float* img, uint64_t key, const double* p, int64_t H, int64_t W, int64_t C) {
-  const int64_t n = H * W * C;
+  const int64_t pixels = H * W, n = pixels * C;
   const float g = float(p[8]), k = float(p[9]), b = float(p[10]), s = float(p[11]);
   if (g != 1.0f)
     for (int64_t i = 0; i < n; ++i)
-      if (img[i] > 0.0f) img[i] = std::pow(img[i], g);
+      if (img[i] > 0.0f) img[i] = std::exp2(g * std::log2(img[i]));
+  std::vector<float> shift(static_cast<size_t>(C), b);  // v -> k v + (1 - k) mean_c + b
   if (k != 1.0f) {
     std::vector<double> mean(static_cast<size_t>(C), 0.0);
-    for (int64_t i = 0; i < n; ++i) mean[size_t(i % C)] += img[i];
-    for (int64_t c = 0; c < C; ++c) mean[size_t(c)] /= double(H * W);
-    for (int64_t i = 0; i < n; ++i) {
-      const float m = float(mean[size_t(i % C)]);
-      img[i] = m + k * (img[i] - m);
-    }
+    for (int64_t q = 0; q < pixels; ++q)
+      for (int64_t c = 0; c < C; ++c) mean[size_t(c)] += img[q * C + c];
+    for (int64_t c = 0; c < C; ++c) shift[size_t(c)] = float((1.0 - double(k)) * mean[size_t(c)] / double(pixels)) + b;
   }
-  if (b != 0.0f)
-    for (int64_t i = 0; i < n; ++i) img[i] += b;
+  if (k != 1.0f || b != 0.0f)
+    for (int64_t q = 0; q < pixels; ++q)
+      for (int64_t c = 0; c < C; ++c) img[q * C + c] = k * img[q * C + c] + shift[size_t(c)];
   if (s != 0.0f)
     for (int64_t i = 0; i < n; i += 2) {
       const uint64_t bits = draw_bits(key, kNoiseStream + uint64_t(i / 2));
-      const double u1 = double(bits >> 32) * 0x1p-32, u2 = double(bits & 0xFFFFFFFFULL) * 0x1p-32;
-      const double r = std::sqrt(-2.0 * std::log(1.0 - u1)), a = 2.0 * kPi * u2;
-      img[i] += s * float(r * std::cos(a));
-      if (i + 1 < n) img[i + 1] += s * float(r * std::sin(a));
+      const float u1 = float(bits >> 40) * 0x1p-24f, u2 = float((bits >> 8) & 0xFFFFFFULL) * 0x1p-24f;
+      const float r = s * std::sqrt(-2.0f * std::log(1.0f - u1)), a = 6.2831853f * u2;
+      img[i] += r * std::cos(a);
+      if (i + 1 < n) img[i + 1] += r * std::sin(a);
     }
 }
 

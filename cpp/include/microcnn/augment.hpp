@@ -28,8 +28,8 @@ void affine_warp(float* y, const float* x, const float* matrices, int64_t N, int
 // a batch gives the same result whatever the batch composition, thread count or number of processes. The
 // generator is SplitMix64 (Steele et al. 2014) used as a hash: key = mix(mix(mix(seed) ^ epoch) ^ index),
 // draw j = mix(key ^ (j * 0xD1B54A32D192ED03)), a uniform in [0, 1) from its top 53 bits. Gaussian noise of the
-// pixel pair (2i, 2i+1) (flat H*W*C order) comes from draw kNoiseStream + i by Box-Muller: u1 = high 32 bits,
-// u2 = low 32 bits (each / 2^32), r = sqrt(-2 ln(1 - u1)), z = (r cos 2 pi u2, r sin 2 pi u2).
+// pixel pair (2i, 2i+1) (flat H*W*C order) comes from draw kNoiseStream + i by Box-Muller in float: u1 = bits
+// 40-63, u2 = bits 8-31 (each / 2^24), r = sqrt(-2 ln(1 - u1)), z = (r cos 2 pi u2, r sin 2 pi u2).
 //
 // Per sample, in this order (the parameters are the columns of augment_params):
 //  0 dihedral   d = floor(8u) (floor(4u) when H != W): bit 0 mirrors the columns, bit 1 the rows, then bit 2
@@ -42,7 +42,8 @@ void affine_warp(float* y, const float* x, const float* matrices, int64_t N, int
 //  7 blur       sigma ~ U(0, blur): separable Gaussian, radius int(3 sigma + 0.5), reflect edges
 //               (= scipy.ndimage.gaussian_filter(truncate=3, mode="reflect")); skipped when the radius is 0
 //  8 gamma      g = exp(U(-gamma, gamma)): v -> v^g for v > 0, other values unchanged
-//  9 contrast   k ~ U(1 - contrast, 1 + contrast): v -> mean_c + k (v - mean_c), mean_c per channel
+//  9 contrast   k ~ U(1 - contrast, 1 + contrast): v -> mean_c + k (v - mean_c), mean_c per channel (computed
+//               as k v + (1 - k) mean_c)
 // 10 brightness b ~ U(-brightness, brightness): v -> v + b
 // 11 noise      s ~ U(0, noise): v -> v + s z, z standard normal per value
 struct AugmentConfig {
