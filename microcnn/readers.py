@@ -8,7 +8,8 @@
   A TIFF compressed with a codec tifffile cannot decode without the optional `imagecodecs` package (LZW,
   JPEG, ...) is read by Pillow when that keeps its depth (8-bit, single-channel 16-bit or float), else it is
   refused with the package to install.
-- 16-bit colour and 16-bit grey+alpha PNG go through pypng (Pillow would reduce them to 8 bits).
+- 16-bit colour and 16-bit grey+alpha PNG go through pypng, 16-bit colour PPM through NumPy (Pillow would
+  reduce them to 8 bits).
 - Everything else goes through Pillow: first frame, EXIF orientation applied, palettes expanded.
 Alpha is dropped everywhere. The result is never reduced in depth silently: uint8, uint16 stay as they
 are, every other type becomes float32 (non-finite values become 0).
@@ -64,6 +65,8 @@ def read_image(path, channels=None, z_projection=None, draft_size=None):
             pixels, info = _read_tiff(path, z_projection)
         elif _png_16bit_colour(path):
             pixels, info = _read_png16(path)
+        elif (header := _ppm16_header(path)) is not None:
+            pixels, info = _read_ppm16(path, *header)
         else:
             pixels, info = _read_pillow(path, draft_size)
     except ImageDecodeError:
@@ -159,6 +162,10 @@ def _read_tiff(path, z_projection):
         orientation = page.tags.get(274)
         orientation = orientation.value if orientation is not None else 1
     photometric = getattr(page.photometric, "name", "")
+    extra = len(page.extrasamples or ())
+    if extra and "S" in axes and data.shape[axes.index("S")] > extra:  # alpha (or other extra) samples
+        s = axes.index("S")
+        data = data.take(np.arange(data.shape[s] - extra), axis=s)
     pixels = _to_hwc(data, axes, z_projection)
     pixels = _ORIENT.get(int(orientation), lambda a: a)(pixels)
     pixels = _normalise_dtype(pixels)
@@ -226,6 +233,39 @@ def _read_png16(path):
     info = ImageInfo("pypng", np.uint16, "YXS", (height, width, planes), _mode_for(a.dtype, a.shape[2]),
                      a.shape[2] == 3)
     return a, info
+
+
+def _ppm16_header(path):
+    """(width, height, maxval, data offset) of a binary colour PPM (P6) with maxval > 255, else None."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head.startswith(b"P6"):
+        return None
+    tokens, i = [], 2
+    while len(tokens) < 3 and i < len(head):
+        if head[i:i + 1] == b"#":
+            i = head.find(b"\n", i) + 1 or len(head)
+        elif head[i:i + 1].isspace():
+            i += 1
+        else:
+            j = i
+            while j < len(head) and not head[j:j + 1].isspace() and head[j:j + 1] != b"#":
+                j += 1
+            tokens.append(head[i:j])
+            i = j
+    if len(tokens) < 3 or not all(t.isdigit() for t in tokens) or int(tokens[2]) <= 255:
+        return None
+    return int(tokens[0]), int(tokens[1]), int(tokens[2]), i + 1
+
+
+def _read_ppm16(path, width, height, maxval, offset):
+    """A 16-bit colour PPM (Pillow reduces it to 8 bits): big-endian samples after the header."""
+    _check_pixels(width, height)
+    a = np.fromfile(path, dtype=">u2", count=width * height * 3, offset=offset)
+    if a.size != width * height * 3:
+        raise ImageDecodeError(f"PPM is truncated: {a.size} of {width * height * 3} values")
+    a = a.astype(np.uint16).reshape(height, width, 3)
+    return a, ImageInfo("numpy", np.uint16, "YXS", (height, width, 3), "I;16", True)
 
 
 def _read_pillow(path, draft_size):

@@ -105,6 +105,22 @@ def test_16bit_colour_and_grey_alpha_png_keep_full_depth(tmp_path, planes, alpha
     np.testing.assert_array_equal(pixels, a[:, :, :planes])  # alpha dropped, every bit kept
 
 
+def test_16bit_tiff_alpha_is_dropped_and_16bit_ppm_kept(tmp_path):
+    grey_alpha = rand((5, 6, 2), np.uint16)
+    tifffile.imwrite(tmp_path / "ga.tif", grey_alpha, photometric="minisblack", extrasamples=["unassalpha"])
+    rgba = rand((5, 6, 4), np.uint16)
+    tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=["assocalpha"])
+    np.testing.assert_array_equal(read_image(tmp_path / "ga.tif")[0], grey_alpha[:, :, :1])
+    pixels, info = read_image(tmp_path / "rgba.tif")
+    np.testing.assert_array_equal(pixels, rgba[:, :, :3])
+    assert info.rgb
+    ppm = rand((4, 5, 3), np.uint16)
+    (tmp_path / "a.ppm").write_bytes(b"P6\n# camera\n5 4\n65535\n" + ppm.astype(">u2").tobytes())
+    pixels, info = read_image(tmp_path / "a.ppm")
+    assert pixels.dtype == np.uint16 and info.rgb
+    np.testing.assert_array_equal(pixels, ppm)
+
+
 def test_pillow_formats_and_16bit_grey_png(tmp_path):
     rgb = rand((6, 5, 3), np.uint8)
     Image.fromarray(rgb).save(tmp_path / "a.png")
