@@ -13,6 +13,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from . import _core, callbacks, initializers, layers, losses, optimizers
 from ._seeding import set_seed
 from .augment import ImageAugmenter
+from .augment_presets import Augmentation
 from .data import BatchIterator, FolderDataset, preprocess_for_prediction
 from .io import load_model
 from .model import Sequential
@@ -25,5 +26,5 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 __all__ = ["Sequential", "__version__", "callbacks", "initializers", "layers", "load_model", "losses",
            "optimizers", "set_seed"]
-__all__ += ["BatchIterator", "FolderDataset", "ImageAugmenter", "available_presets", "build_model",
+__all__ += ["Augmentation", "BatchIterator", "FolderDataset", "ImageAugmenter", "available_presets", "build_model",
             "preprocess_for_prediction"]

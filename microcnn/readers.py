@@ -17,6 +17,9 @@ are, every other type becomes float32 (non-finite values become 0).
 This module reads bytes into arrays and knows nothing of models or datasets; images.py resizes and scales.
 """
 
+import os
+import stat
+
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -60,6 +63,8 @@ def read_image(path, channels=None, z_projection=None, draft_size=None):
     if z_projection not in (None,) + Z_PROJECTIONS:
         raise ValueError(f"z_projection: expected None, 'max' or 'mean', got {z_projection!r}")
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
+            raise ImageDecodeError("not a regular file")
         suffix = str(path).lower()
         if suffix.endswith(_TIFF_SUFFIXES) or _is_tiff(path):
             pixels, info = _read_tiff(path, z_projection)
@@ -299,6 +304,8 @@ def _read_pillow(path, draft_size):
 def read_size(path):
     """(height, width) from the file's header without decoding pixels, or None when it cannot be read."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         if str(path).lower().endswith(_TIFF_SUFFIXES) or _is_tiff(path):
             import tifffile
 

@@ -162,6 +162,17 @@ def test_tiff_codec_without_imagecodecs(tmp_path):
         read_image(path)
 
 
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    import os
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this system")
+    os.mkfifo(tmp_path / "pipe.tif")
+    with pytest.raises(ImageDecodeError, match="not a regular file"):
+        read_image(tmp_path / "pipe.tif")
+    assert read_size(tmp_path / "pipe.tif") is None
+
+
 def test_read_size_from_headers(tmp_path):
     tifffile.imwrite(tmp_path / "a.tif", rand((3, 10, 12), np.uint16), imagej=True, metadata={"axes": "CYX"})
     Image.fromarray(rand((7, 5), np.uint8)).save(tmp_path / "b.png")
