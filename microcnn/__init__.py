@@ -1,8 +1,6 @@
 """microcnn: small, fast convolutional networks for folders of labelled images."""
 
 import os as _os
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
 
 # OpenMP threads that finish a kernel early sleep instead of spinning (libgomp reads this when _core loads
 # it). On a machine whose cores are also busy with other work, spinning threads took the CPU time the
@@ -10,21 +8,23 @@ from importlib.metadata import version as _version
 # OMP_WAIT_POLICY in the environment wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import _core, callbacks, initializers, layers, losses, optimizers
+try:
+    from . import _core  # noqa: F401  (the compiled kernels: first, so that a missing build says so plainly)
+except ImportError as _exc:
+    raise ImportError(
+        "microcnn's compiled kernels (microcnn._core) are not installed: run `pip install .` in the repository "
+        "folder, then use microcnn from anywhere (inside the repository folder Python finds the uncompiled "
+        f"sources first unless the install is editable) [{_exc}]") from None
+from . import callbacks, class_weights, initializers, layers, losses, optimizers, schedules
 from ._seeding import set_seed
+from ._version import __version__
 from .augment import ImageAugmenter
 from .augment_presets import Augmentation
 from .data import BatchIterator, FolderDataset, preprocess_for_prediction
-from .io import load_model
-from .model import Sequential
+from .model import Sequential, load_model
 from .presets import available_presets, build_model
 
-try:
-    __version__ = _version("microcnn")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = getattr(_core, "__version__", "0+unknown")
-
-__all__ = ["Sequential", "__version__", "callbacks", "initializers", "layers", "load_model", "losses",
-           "optimizers", "set_seed"]
+__all__ = ["Sequential", "__version__", "callbacks", "class_weights", "initializers", "layers", "load_model",
+           "losses", "optimizers", "schedules", "set_seed"]
 __all__ += ["Augmentation", "BatchIterator", "FolderDataset", "ImageAugmenter", "available_presets", "build_model",
             "preprocess_for_prediction"]

@@ -10,11 +10,11 @@ import inspect
 import math
 import numbers
 import os
-import tempfile
 import warnings
 
 import numpy as np
 
+from ._atomic import replacing
 from ._validation import boolean, number
 
 
@@ -256,20 +256,10 @@ class CSVLogger(Callback):
 
     def _write(self):
         keys = ["epoch"] + sorted(self._keys)
-        directory = os.path.dirname(os.path.abspath(self.filename))
-        fd, tmp = tempfile.mkstemp(prefix=".csvlog-", dir=directory)
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=keys, delimiter=self.separator, restval="NA")
-                writer.writeheader()
-                writer.writerows(self._rows)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.filename)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with replacing(self.filename) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=keys, delimiter=self.separator, restval="NA")
+            writer.writeheader()
+            writer.writerows(self._rows)
 
 
 def _csv_value(value):

@@ -7,6 +7,7 @@ global generator that `microcnn.set_seed` resets.
 import numpy as np
 
 from . import _seeding
+from ._registry import Registry
 from ._validation import optional_seed
 
 # Keras divides the truncated-normal stddev by this so the truncated distribution has the asked-for variance.
@@ -55,6 +56,10 @@ class Initializer:
         return cls(**config)
 
 
+INITIALIZERS = Registry("initializer", Initializer)
+
+
+@INITIALIZERS.register("zeros")
 class Zeros(Initializer):
     def __init__(self):
         super().__init__(None)
@@ -66,6 +71,7 @@ class Zeros(Initializer):
         return {}
 
 
+@INITIALIZERS.register("ones")
 class Ones(Zeros):
     def _sample(self, shape):
         return np.ones(shape)
@@ -87,59 +93,35 @@ class _VarianceScaling(Initializer):
         return _truncated_normal(rng, shape, np.sqrt(variance) / _TRUNCATED_STDDEV_CORRECTION)
 
 
+@INITIALIZERS.register("glorot_uniform")
 class GlorotUniform(_VarianceScaling):
     scale, mode, distribution = 1.0, "fan_avg", "uniform"
 
 
+@INITIALIZERS.register("glorot_normal")
 class GlorotNormal(_VarianceScaling):
     scale, mode, distribution = 1.0, "fan_avg", "truncated_normal"
 
 
+@INITIALIZERS.register("he_uniform")
 class HeUniform(_VarianceScaling):
     scale, mode, distribution = 2.0, "fan_in", "uniform"
 
 
+@INITIALIZERS.register("he_normal")
 class HeNormal(_VarianceScaling):
     scale, mode, distribution = 2.0, "fan_in", "truncated_normal"
-
-
-_BY_NAME = {
-    "glorot_uniform": GlorotUniform,
-    "glorot_normal": GlorotNormal,
-    "he_uniform": HeUniform,
-    "he_normal": HeNormal,
-    "zeros": Zeros,
-    "ones": Ones,
-}
-_BY_CLASS = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
 def get(identifier, argument="initializer"):
     """An Initializer from a name ("he_normal"), a Keras config dict ({"class_name", "config"}) or an
     instance."""
-    if isinstance(identifier, Initializer):
-        return identifier
-    if isinstance(identifier, str):
-        key = identifier.lower()
-        if key in _BY_NAME:
-            return _BY_NAME[key]()
-        if identifier in _BY_CLASS:
-            return _BY_CLASS[identifier]()
-    elif isinstance(identifier, dict) and identifier.get("class_name") in _BY_CLASS:
-        config = identifier.get("config") or {}
-        if not isinstance(config, dict):
-            raise TypeError(f"{argument}: expected a dict under 'config', got {config!r}")
-        try:
-            return _BY_CLASS[identifier["class_name"]].from_config(config)
-        except TypeError as exc:
-            raise ValueError(f"{argument}: bad config {config!r}: {exc}") from None
-    raise ValueError(f"{argument}: expected one of {', '.join(sorted(_BY_NAME))}, an Initializer, or its "
-                     f"config dict, got {identifier!r}")
+    return INITIALIZERS.get(identifier, argument)
 
 
 def serialize(initializer):
     """The name for an unseeded built-in initialiser (Keras-readable), else a {"class_name", "config"} dict."""
-    for name, cls in _BY_NAME.items():
-        if type(initializer) is cls and initializer.get_config().get("seed") is None:
-            return name
-    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+    name = INITIALIZERS.short_name(initializer)
+    if name is not None and initializer.get_config().get("seed") is None:
+        return name
+    return INITIALIZERS.serialize(initializer)

@@ -9,6 +9,7 @@ chained back through the log.
 import numpy as np
 
 from . import _core
+from ._registry import Registry
 from ._validation import boolean
 
 EPSILON = 1e-7
@@ -48,6 +49,10 @@ class Loss:
         return loss, outputs, doutputs
 
 
+LOSSES = Registry("loss", Loss, case_insensitive=False)
+
+
+@LOSSES.register("categorical_crossentropy")
 class CategoricalCrossentropy(Loss):
     """Labels one-hot (or probabilities) of shape (N, M)."""
 
@@ -66,6 +71,7 @@ class CategoricalCrossentropy(Loss):
         return np.argmax(labels, axis=1)
 
 
+@LOSSES.register("sparse_categorical_crossentropy")
 class SparseCategoricalCrossentropy(Loss):
     """Labels integer class indices of shape (N,) or (N, 1)."""
 
@@ -93,25 +99,13 @@ class SparseCategoricalCrossentropy(Loss):
         return labels
 
 
-_BY_NAME = {cls.name: cls for cls in (CategoricalCrossentropy, SparseCategoricalCrossentropy)}
-_BY_CLASS = {cls.__name__: cls for cls in _BY_NAME.values()}
-
-
 def get(identifier):
-    if isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, str) and identifier in _BY_NAME:
-        return _BY_NAME[identifier]()
-    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_CLASS:
-        return _BY_CLASS[identifier["class_name"]].from_config(dict(identifier.get("config") or {}))
-    raise ValueError(f"loss: expected one of {', '.join(map(repr, _BY_NAME))} or a Loss instance, "
-                     f"got {identifier!r}")
+    return LOSSES.get(identifier)
 
 
 def serialize(loss):
-    if not loss.from_logits:
-        return loss.name
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    """The name (Keras-readable) unless from_logits, else a {"class_name", "config"} dict."""
+    return LOSSES.short_name(loss) if not loss.from_logits else LOSSES.serialize(loss)
 
 
 ACCURACY_NAMES = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")

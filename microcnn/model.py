@@ -1,13 +1,15 @@
-"""Sequential: an ordered stack of layers, Keras's API. Training and inference loops live in training.py,
-model files in io.py."""
+"""Sequential: an ordered stack of layers, Keras's API. Training and inference loops live in training.py, the
+execution plan (which layers run fused) in plan.py, the model file format in modelfile.py."""
 
 import numpy as np
 
 from . import layers as _layers
 from . import losses as _losses
+from . import modelfile
 from . import optimizers as _optimizers
 from ._validation import shape as _shape
-from .layers.base import Layer, format_shape, unique_name
+from .layers.base import Layer, format_shape, skip_initialization, unique_name
+from .plan import build_plan
 from .training import TrainingMixin
 
 
@@ -27,6 +29,8 @@ class Sequential(TrainingMixin):
         self.stop_training = False
         self.history = None
         self.metadata = {}
+        self._plan = None
+        self._fuse_dense_update = True
         if layers is not None:
             if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)):
                 raise TypeError(f"layers: expected a list of layers, got {layers!r}")
@@ -60,11 +64,13 @@ class Sequential(TrainingMixin):
             self.output_shape = layer.ensure_built(shape)
             self.built = True
         self._layers.append(layer)
+        self._plan = None
 
     def pop(self):
         if not self._layers:
             raise ValueError("pop: the model has no layers")
         layer = self._layers.pop()
+        self._plan = None
         if self.built:
             self.output_shape = self._build_layers(self._layers)
         return layer
@@ -100,6 +106,7 @@ class Sequential(TrainingMixin):
             raise ValueError("build: the model has no layers")
         self.output_shape = self._build_layers(self._layers)
         self.built = True
+        self._plan = None
 
     def _require_built(self, what):
         if not self.built:
@@ -200,6 +207,33 @@ class Sequential(TrainingMixin):
         self.loss = _losses.get(loss)
         self._metric_names = _losses.check_metrics(metrics)
         self.compiled = True
+        self._plan = None
+
+    # --- execution plan --------------------------------------------------------------------------------
+    @property
+    def fuse_dense_update(self):
+        """True (default): a large Dense kernel's gradient stays factored and Adam applies it in one pass with
+        the update. False: every gradient is an array before the optimizer update (e.g. to sum it over
+        processes first). The trained weights are the same bit for bit."""
+        return self._fuse_dense_update
+
+    @fuse_dense_update.setter
+    def fuse_dense_update(self, value):
+        self._fuse_dense_update = bool(value)
+        self._plan = None
+
+    def execution_plan(self, fuse=True, split_after=None):
+        """A new Plan of this (built) model's layers (see microcnn/plan.py), e.g. for features or Grad-CAM:
+        `model.execution_plan(split_after=last_conv).conv_map_and_gradient(x, class_index)`."""
+        self._require_built("execution_plan")
+        return build_plan(self._layers, self.loss if self.compiled else None, self.output_shape, fuse=fuse,
+                          fuse_dense_update=self._fuse_dense_update, split_after=split_after)
+
+    def _current_plan(self):
+        """The plan training and inference run, made once after each build/compile."""
+        if self._plan is None:
+            self._plan = self.execution_plan()
+        return self._plan
 
     @property
     def metrics_names(self):
@@ -219,32 +253,98 @@ class Sequential(TrainingMixin):
 
     @classmethod
     def from_config(cls, config):
+        """The model `get_config()` describes, with freshly initialised weights; ValueError/TypeError naming the
+        field (and the layer's index) that is wrong."""
+        if not isinstance(config, dict):
+            raise TypeError(f"config: expected a dict, got {type(config).__name__}")
         model = cls(name=config.get("name"))
         if config.get("input_shape") is not None:
-            model.add(_layers.Input(tuple(config["input_shape"])))
-        for spec in config.get("layers", []):
-            model.add(_layers.deserialize(spec))
+            shape = config["input_shape"]
+            model.add(_layers.Input(_shape("input_shape", tuple(shape) if isinstance(shape, list) else shape)))
+        specs = config.get("layers", [])
+        if not isinstance(specs, list):
+            raise TypeError(f"layers: expected a list of layer configs, got {specs!r}")
+        for i, spec in enumerate(specs):
+            try:
+                model.add(_layers.deserialize(spec))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"layer {i}: {exc}") from None
+            except MemoryError:
+                raise ValueError(f"layer {i}: its weights are too large to allocate ({spec.get('config')})") from None
         return model
 
     def save_weights(self, filepath, overwrite=True):
         """All weights in one safetensors file (names as in model files), written atomically."""
-        from . import io
-
-        io.save_weights(self, filepath, overwrite=overwrite)
+        self._require_built("save_weights")
+        modelfile.save_weights(filepath, self.named_weights(), overwrite=overwrite)
 
     def load_weights(self, filepath):
         """Weights written by save_weights (or a model directory's weights.safetensors); every name and
         shape must match this model."""
-        from . import io
+        self._require_built("load_weights")
+        path, tensors = modelfile.read_weights(filepath)
 
-        io.load_weights(self, filepath)
+        # Matched by position and weight name, as Keras does: the layer names in the file need not match.
+        def by_position(name):
+            parts = name.split(".")
+            return f"{parts[0]}.{parts[1]}.{parts[-1]}" if len(parts) >= 4 else name
+
+        tensors = {by_position(k): v for k, v in tensors.items()}
+        live = {by_position(k): v for k, v in self.named_weights().items()}
+        modelfile.check_tensors(path, tensors, {k: (v.shape, np.float32) for k, v in live.items()}, "this model")
+        for name, value in live.items():
+            np.copyto(value, tensors[name])
 
     def save(self, filepath, metadata=None, include_optimizer=True, overwrite=True):
-        """Write the model directory (see microcnn/io.py); `metadata` (a JSON-able dict) replaces
+        """Write the model directory (see microcnn/modelfile.py); `metadata` (a JSON-able dict) replaces
         `self.metadata` and is stored with it."""
-        from . import io
-
-        io.save_model(self, filepath, metadata=metadata, include_optimizer=include_optimizer, overwrite=overwrite)
+        self._require_built("save")
+        optimizer_state = None
+        if include_optimizer and self.compiled:
+            optimizer_state = modelfile.optimizer_tensors(self.optimizer.get_state(), self.training_state())
+        self.metadata = modelfile.save_model(
+            filepath, {"class_name": "Sequential", "config": self.get_config()}, self.get_compile_config(),
+            self.metadata if metadata is None else metadata, self.named_weights(), optimizer_state, overwrite)
 
     def __repr__(self):
         return f"<Sequential name={self.name!r} layers={len(self._layers)}>"
+
+
+def load_model(dirpath, compile=True):
+    """Rebuild a model saved with `model.save(dirpath)`: architecture, weights, `model.metadata`, and (with
+    compile=True) the compiled optimizer, loss and metrics with the optimizer state for resuming."""
+    saved = modelfile.SavedModel(dirpath)
+    config = saved.config
+    # The weights are read next: skip the random initialisation (time, and draws from the global generator).
+    with skip_initialization():
+        try:
+            model = Sequential.from_config(config["model"]["config"])
+        except (ValueError, TypeError) as exc:
+            modelfile.fail(saved.config_path, str(exc))
+    if not model.built or not model.layers:
+        modelfile.fail(saved.config_path, "the model needs an input_shape and at least one layer")
+    live = model.named_weights()
+    weights = saved.weights()
+    modelfile.check_tensors(saved.weights_path, weights, {k: (v.shape, np.float32) for k, v in live.items()})
+    for name, value in live.items():
+        np.copyto(value, weights[name])
+    model.metadata = config.get("metadata", {})
+
+    compile_config = config.get("compile")
+    if compile and compile_config is not None:
+        try:
+            model.compile(optimizer=_optimizers.deserialize(compile_config.get("optimizer")),
+                          loss=compile_config.get("loss"), metrics=compile_config.get("metrics"))
+        except (ValueError, TypeError) as exc:
+            modelfile.fail(saved.config_path, f"bad compile config: {exc}")
+        state = saved.optimizer_state()
+        if state is not None:
+            optimizer_state, layer_state = state
+            modelfile.check_tensors(saved.optimizer_path, layer_state,
+                                    {k: (v.shape, v.dtype) for k, v in model.training_state().items()})
+            model.set_training_state(layer_state)
+            try:
+                model.optimizer.set_state(optimizer_state, live)
+            except ValueError as exc:
+                modelfile.fail(saved.optimizer_path, str(exc))
+    return model

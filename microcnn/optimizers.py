@@ -11,8 +11,9 @@ with `exclude_from_weight_decay` is shrunk in place, `w -= w * weight_decay * lr
 
 import numpy as np
 
-from . import _core
+from . import _core, schedules
 from ._outer_gradient import OuterGradient
+from ._registry import Registry
 from ._validation import boolean, number
 
 
@@ -143,7 +144,7 @@ class Optimizer:
         config = dict(config)
         lr = config.get("learning_rate")
         if isinstance(lr, dict):
-            config["learning_rate"] = _deserialize_schedule(lr)
+            config["learning_rate"] = schedules.SCHEDULES.deserialize(lr, "learning_rate")
         exclude = config.pop("exclude_from_weight_decay", None)
         optimizer = cls(**config)
         if exclude:
@@ -151,17 +152,10 @@ class Optimizer:
         return optimizer
 
 
-def _deserialize_schedule(spec):
-    try:
-        from . import schedules
-    except ImportError:
-        schedules = None
-    cls = getattr(schedules, str(spec.get("class_name")), None) if schedules is not None else None
-    if cls is None or not hasattr(cls, "from_config"):
-        raise ValueError(f"learning_rate: unknown schedule {spec.get('class_name')!r}")
-    return cls.from_config(dict(spec.get("config") or {}))
+OPTIMIZERS = Registry("optimizer", Optimizer)
 
 
+@OPTIMIZERS.register("sgd")
 class SGD(Optimizer):
     """Keras SGD: v = momentum*v - lr*g; w += v (or, nesterov, w += momentum*v - lr*g)."""
 
@@ -178,6 +172,7 @@ class SGD(Optimizer):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
+@OPTIMIZERS.register("adam")
 class Adam(Optimizer):
     """Keras Adam (epsilon added to sqrt(v_hat) in Keras's "epsilon hat" form)."""
 
@@ -206,6 +201,7 @@ class Adam(Optimizer):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
+@OPTIMIZERS.register("adamw")
 class AdamW(Adam):
     """Keras AdamW: Adam with decoupled weight decay, 0.004 by default."""
 
@@ -216,31 +212,5 @@ class AdamW(Adam):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay, name, lr)
 
 
-_BY_NAME = {"adam": Adam, "adamw": AdamW, "sgd": SGD}
-_BY_CLASS = {"Adam": Adam, "AdamW": AdamW, "SGD": SGD}
-
-
-def get(identifier):
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
-        return _BY_NAME[identifier.lower()]()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    raise ValueError(f"optimizer: expected 'adam', 'adamw', 'sgd' or an Optimizer instance, got {identifier!r}")
-
-
-def serialize(optimizer):
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
-
-
-def deserialize(spec):
-    if not isinstance(spec, dict) or spec.get("class_name") not in _BY_CLASS:
-        raise ValueError(f"optimizer: expected {{'class_name': 'Adam', 'AdamW' or 'SGD', 'config': {{...}}}}, got {spec!r}")
-    config = spec.get("config") or {}
-    if not isinstance(config, dict):
-        raise TypeError(f"optimizer: 'config' must be a dict, got {config!r}")
-    try:
-        return _BY_CLASS[spec["class_name"]].from_config(config)
-    except TypeError as exc:
-        raise ValueError(f"optimizer: bad config {config!r}: {exc}") from None
+# An Optimizer from "adam" / "adamw" / "sgd", a {"class_name", "config"} dict or an instance; and back.
+get, serialize, deserialize = OPTIMIZERS.get, OPTIMIZERS.serialize, OPTIMIZERS.deserialize

@@ -7,6 +7,8 @@ A schedule is pure: the same step always gives the same rate, so resuming a run 
 import math
 import numbers
 
+from ._registry import Registry
+
 __all__ = ["CosineDecay", "LearningRateSchedule", "OneCycle", "deserialize", "serialize"]
 
 
@@ -57,6 +59,10 @@ class LearningRateSchedule:
         return f"{type(self).__name__}({args})"
 
 
+SCHEDULES = Registry("schedule", LearningRateSchedule)
+
+
+@SCHEDULES.register()
 class CosineDecay(LearningRateSchedule):
     """Keras CosineDecay: optional linear warmup from `initial_learning_rate` to `warmup_target` over
     `warmup_steps`, then a cosine from the peak down to `alpha * peak` over `decay_steps`, constant after.
@@ -107,6 +113,7 @@ class CosineDecay(LearningRateSchedule):
         }
 
 
+@SCHEDULES.register()
 class OneCycle(LearningRateSchedule):
     """The one-cycle policy (Smith & Topin 2018, as PyTorch's OneCycleLR with cosine annealing): from
     `max_learning_rate / div_factor` up to `max_learning_rate` over the first `pct_start` of `total_steps`,
@@ -144,21 +151,13 @@ class OneCycle(LearningRateSchedule):
         }
 
 
-_SCHEDULES = {"CosineDecay": CosineDecay, "OneCycle": OneCycle}
-
-
 def serialize(schedule):
     """A schedule -> {"class_name": ..., "config": {...}} (JSON-ready)."""
     if not isinstance(schedule, LearningRateSchedule):
         raise TypeError(f"schedule: expected a LearningRateSchedule, got {schedule!r}")
-    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+    return SCHEDULES.serialize(schedule)
 
 
 def deserialize(config):
     """The inverse of `serialize`."""
-    if not isinstance(config, dict) or config.get("class_name") not in _SCHEDULES:
-        raise ValueError(
-            f"config: expected {{'class_name': one of {sorted(_SCHEDULES)}, 'config': {{...}}}}, "
-            f"got {config!r}"
-        )
-    return _SCHEDULES[config["class_name"]].from_config(config.get("config", {}))
+    return SCHEDULES.deserialize(config, "config")

@@ -12,7 +12,6 @@ from . import _seeding
 from ._batches import make_source
 from ._validation import positive_int
 from .callbacks import CallbackList, History
-from .layers.conv import MaxPooling2D, fusable
 
 
 @contextlib.contextmanager
@@ -80,19 +79,11 @@ class TrainingMixin:
         return x
 
     def _fused_softmax(self):
-        """Skip the final softmax and let the loss kernel work on logits (exact and cheaper)."""
-        return not self.loss.from_logits and self._layers[-1].ends_in_softmax and len(self.output_shape) == 2
+        """Whether the plan skips the final softmax and lets the loss kernel work on logits."""
+        return self._current_plan().softmax_loss
 
     def _forward(self, x, training, logits=False):
-        layers, last, i = self._layers, len(self._layers) - 1, 0
-        while i <= last:
-            if i < last and fusable(layers[i], layers[i + 1]):
-                x = layers[i].forward(x, training, pool=layers[i + 1])
-                i += 2
-                continue
-            x = layers[i].forward(x, training, logits=True) if logits and i == last else layers[i].forward(x, training)
-            i += 1
-        return x
+        return self._current_plan().forward(x, training, logits)
 
     def _sample_weights(self, labels, sample_weight, class_weight, n):
         weights = None
@@ -138,35 +129,19 @@ class TrainingMixin:
                     for layer in self._layers:
                         layer.commit_step()
         except BaseException:
-            for layer in self._layers:
-                layer.clear_cache()
+            self._current_plan().clear()
             raise
         correct = int(np.count_nonzero(np.argmax(probs, axis=1) == self.loss.class_indices(labels)))
         return float(loss), correct, len(x)
 
     def _backward(self, doutputs):
         """Backpropagate d loss / d outputs -> ([(grad, weight)], [stable weight name]) for trainable weights."""
-        relu_done = False
-        for i in range(len(self._layers) - 1, -1, -1):
-            layer = self._layers[i]
-            if i == 1 and fusable(self._layers[0], layer):  # the model starts with a fused pair (see _forward)
-                self._layers[0].backward(doutputs, need_dx=False, pool=layer)
-                break
-            if relu_done:
-                doutputs = layer.backward(doutputs, need_dx=i > 0, relu_done=True)
-                relu_done = False
-            elif i > 0 and isinstance(layer, MaxPooling2D) and self._layers[i - 1].ends_in_relu:
-                doutputs = layer.backward(doutputs, through_relu=True)
-                relu_done = True
-            else:
-                doutputs = layer.backward(doutputs, need_dx=i > 0)
+        _, grads = self._current_plan().backward(doutputs)
         grads_and_vars, names = [], []
         for key, layer, w in self.weight_entries():
             if w in layer.trainable_weight_names:
-                grads_and_vars.append((layer.grads[w], layer._weights[w]))
+                grads_and_vars.append((grads[layer][w], layer._weights[w]))
                 names.append(key)
-        for layer in self._layers:
-            layer.grads = {}
         return grads_and_vars, names
 
     def _gradients(self, x, y, sample_weight=None, class_weight=None):
@@ -353,6 +328,5 @@ class TrainingMixin:
 
     def __call__(self, x, training=False):
         y = self._forward(self._prepare_x(x), training=bool(training))
-        for layer in self._layers:
-            layer.clear_cache()  # a call is not followed by backward: keep nothing
+        self._current_plan().clear()  # a call is not followed by backward: keep nothing
         return y

@@ -138,6 +138,13 @@ def one_hot(labels, num_classes):
     return np.eye(num_classes)[np.asarray(labels)]
 
 
+def cross_entropy(probs, onehot, sample_weight=None):
+    """Keras's sum-over-batch-size cross-entropy of probabilities: sum_i w_i * CE_i / N."""
+    ce = -np.sum(np.asarray(onehot, np.float64) * np.log(np.asarray(probs, np.float64)), axis=1)
+    w = np.ones(len(ce)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    return float(np.sum(w * ce) / len(ce))
+
+
 def softmax_cross_entropy(logits, labels, sample_weight=None):
     """logits (N,M); labels int (N,) or float (N,M) -> (loss, probs, dlogits) with Keras's
     sum-over-batch-size reduction: loss = sum_i w_i CE_i / N, dlogits = w_i (sum_j t_ij p_i - t_i) / N."""

@@ -9,10 +9,12 @@ import functools
 import numpy as np
 import pytest
 import reference_numpy as ref
+from _helpers import assert_close, rand_from
 
 from microcnn import _core
 
 RNG = np.random.default_rng(1128)
+rand = rand_from(RNG)
 
 # (N, H, W, C, K, R, S, stride_h, stride_w, padding)
 DIRECT_CASES = [
@@ -27,13 +29,6 @@ DIRECT_CASES = [
 ]
 
 
-def rand(*shape, scale=1.0):
-    return (RNG.standard_normal(shape) * scale).astype(np.float32)
-
-
-def assert_close(got, want, rtol=1e-4):
-    want = np.asarray(want, np.float64)
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(1.0, float(np.abs(want).max())))
 
 
 def case_arrays(case):
@@ -172,6 +167,7 @@ def test_conv2d_relu_maxpool_checks_its_arguments():
 def test_sequential_runs_conv_relu_pool_as_one_kernel_with_the_same_results():
     import microcnn
     from microcnn import layers
+    from microcnn.plan import fusable
 
     def network(fused):
         first = (
@@ -193,8 +189,8 @@ def test_sequential_runs_conv_relu_pool_as_one_kernel_with_the_same_results():
     separate.set_weights(fused.get_weights())
     for model in (fused, separate):
         model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    assert layers.conv.fusable(fused.layers[0], fused.layers[1])
-    assert not layers.conv.fusable(separate.layers[0], separate.layers[1])
+    assert fusable(fused.layers[0], fused.layers[1])
+    assert not fusable(separate.layers[0], separate.layers[1])
     x, labels = rand(5, 13, 12, 3), np.array([0, 3, 1, 2, 1])
     np.testing.assert_allclose(fused.predict(x, verbose=0), separate.predict(x, verbose=0), rtol=1e-6)
     loss, grads = fused._gradients(x, labels)

@@ -3,20 +3,19 @@ adam_update bit for bit, and the Sequential path that uses it for large Dense ke
 
 import numpy as np
 import pytest
+from _helpers import rand_from
 
 import microcnn
 from microcnn import _core, layers, optimizers
-from microcnn.layers import core as layers_core
+from microcnn._outer_gradient import FACTORED_MIN_WEIGHTS
 
 RNG = np.random.default_rng(11)
+rand = rand_from(RNG)
 
 # (N, K, M): above 2^20 weights the update runs block by block (192 rows; K and M not multiples of the blocks
 # or register tiles, and a batch deeper than one 256-deep GEMM slice); at or below, dw is computed whole.
 CASES = [(5, 4500, 240), (3, 4099, 257), (300, 4200, 250), (4, 30, 20), (7, 4096, 256)]
 
-
-def rand(*shape, scale=1.0):
-    return (RNG.standard_normal(shape) * scale).astype(np.float32)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -98,7 +97,7 @@ def _wide_model(optimizer, seed):
     lambda: optimizers.SGD(learning_rate=0.05, momentum=0.9),
 ], ids=["adam", "sgd"])
 def test_factored_kernel_gradient_trains_bit_identically(make_optimizer, monkeypatch):
-    assert 4200 * 256 > layers_core.FACTORED_MIN_WEIGHTS
+    assert 4200 * 256 > FACTORED_MIN_WEIGHTS
     x = rand(12, 4200)
     y = RNG.integers(0, 3, size=12)
     fused_calls = []
@@ -114,8 +113,8 @@ def test_factored_kernel_gradient_trains_bit_identically(make_optimizer, monkeyp
         factored.train_on_batch(x[4 * i:4 * i + 4], y[4 * i:4 * i + 4])
     is_adam = isinstance(factored.optimizer, optimizers.Adam)
     assert fused_calls == ([(4200, 256)] * 3 if is_adam else [])
-    monkeypatch.setattr(layers_core, "FACTORED_MIN_WEIGHTS", 1 << 40)  # every gradient as an array
     plain = _wide_model(make_optimizer(), seed=5)
+    plain.fuse_dense_update = False  # every gradient as an array before the update
     for i in range(3):
         plain.train_on_batch(x[4 * i:4 * i + 4], y[4 * i:4 * i + 4])
     for u, v in zip(factored.get_weights(), plain.get_weights()):
@@ -124,11 +123,12 @@ def test_factored_kernel_gradient_trains_bit_identically(make_optimizer, monkeyp
     assert state.keys() == expected.keys() and all(np.array_equal(state[k], expected[k]) for k in state)
 
 
-def test_gradients_of_a_factored_kernel_are_arrays(monkeypatch):
+def test_gradients_of_a_factored_kernel_are_arrays():
     x, y = rand(5, 4200), RNG.integers(0, 3, size=5)
     _, grads = _wide_model("adam", seed=3)._gradients(x, y)
-    monkeypatch.setattr(layers_core, "FACTORED_MIN_WEIGHTS", 1 << 40)
-    _, expected = _wide_model("adam", seed=3)._gradients(x, y)
+    unfused = _wide_model("adam", seed=3)
+    unfused.fuse_dense_update = False
+    _, expected = unfused._gradients(x, y)
     assert grads.keys() == expected.keys()
     for name, grad in grads.items():
         assert isinstance(grad, np.ndarray) and grad.dtype == np.float32

@@ -4,10 +4,12 @@ micro-kernel this CPU runs and with 1 and 2 threads."""
 
 import numpy as np
 import pytest
+from _helpers import assert_close, rand_from
 
 from microcnn import _core
 
 RNG = np.random.default_rng(7)
+rand = rand_from(RNG)
 
 # (N, H, W, C, K, R, S, stride_h, stride_w, padding)
 CONV_CASES = [
@@ -30,13 +32,6 @@ DENSE_CASES = [
 ]
 
 
-def rand(*shape, scale=1.0):
-    return (RNG.standard_normal(shape) * scale).astype(np.float32)
-
-
-def assert_close(got, want, rtol=1e-4):
-    want = np.asarray(want, np.float64)
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(1.0, float(np.abs(want).max())))
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)

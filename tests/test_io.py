@@ -10,7 +10,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 import microcnn
-from microcnn import io, layers, optimizers
+from microcnn import layers, modelfile, optimizers
 
 
 def trained(seed=0, optimizer="adam", steps=2):
@@ -179,7 +179,7 @@ def test_crash_before_commit_keeps_the_previous_model(tmp_path, monkeypatch):
     path = tmp_path / "m"
     old, new = trained(seed=1), trained(seed=2)
     old.save(path)
-    real_write = io._write_file
+    real_write = modelfile.write_synced
     calls = []
 
     def crash_on_second_write(target, data):
@@ -189,7 +189,7 @@ def test_crash_before_commit_keeps_the_previous_model(tmp_path, monkeypatch):
             raise OSError("disk full")
         real_write(target, data)
 
-    monkeypatch.setattr(io, "_write_file", crash_on_second_write)
+    monkeypatch.setattr(modelfile, "write_synced", crash_on_second_write)
     with pytest.raises(OSError, match="disk full"):
         new.save(path)
     monkeypatch.undo()
@@ -210,11 +210,11 @@ def test_crash_while_moving_files_into_place_gives_the_new_model(tmp_path, monke
             raise OSError("power cut")
         real_replace(src, dst)
 
-    monkeypatch.setattr(io.os, "replace", crash_after_first_move)
+    monkeypatch.setattr(modelfile.os, "replace", crash_after_first_move)
     with pytest.raises(OSError, match="power cut"):
         new.save(path)
     monkeypatch.undo()
-    assert os.path.isdir(path / io.PENDING)  # committed, half moved: the weights file is already the new one
+    assert os.path.isdir(path / modelfile.PENDING)  # committed, half moved: the weights file is already the new one
     assert _same_predictions(microcnn.load_model(path), new)
     newest.save(path)  # finishes the interrupted save first, then writes its own
     assert _same_predictions(microcnn.load_model(path), newest)
@@ -225,7 +225,7 @@ def test_a_dead_staging_directory_is_ignored_then_removed(tmp_path):
     path = tmp_path / "m"
     model = trained()
     model.save(path)
-    stale = path / f"{io.STAGING_PREFIX}{2**22 + 12345}-junk"
+    stale = path / f"{modelfile.STAGING_PREFIX}{2**22 + 12345}-junk"
     stale.mkdir()
     (stale / "config.json").write_text("{ half")
     assert _same_predictions(microcnn.load_model(path), model)

@@ -1,12 +1,17 @@
 """Every core kernel against the NumPy float64 references (and the fast kernels against the naive C++)."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 import reference_numpy as ref
+from _helpers import assert_close, rand_from
 
 from microcnn import _core
 
 RNG = np.random.default_rng(20261128)
+rand = rand_from(RNG)
+assert_close = partial(assert_close, rtol=1e-5, atol_scale=1e-5)
 
 # (N, H, W, C, K, R, S, stride_h, stride_w, padding)
 CONV_CASES = [
@@ -23,15 +28,6 @@ CONV_CASES = [
 ]
 
 
-def rand(*shape, scale=1.0):
-    return (RNG.standard_normal(shape) * scale).astype(np.float32)
-
-
-def assert_close(got, want, rtol=1e-5, atol_scale=1e-5):
-    """float32 kernel vs float64 reference: relative tolerance plus an absolute floor scaled to the data."""
-    want = np.asarray(want, np.float64)
-    atol = atol_scale * max(1.0, float(np.abs(want).max(initial=0.0)))
-    np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=rtol, atol=atol)
 
 
 def conv_case_arrays(case):

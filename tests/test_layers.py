@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _reference import conv2d, maxpool2d, softmax
+from reference_numpy import conv2d_forward, maxpool2d_forward, softmax_forward
 
 import microcnn
 from microcnn import initializers, layers
@@ -103,7 +103,7 @@ def test_conv2d_matches_numpy(strides, padding, kernel):
     x = RNG.normal(size=(3, 7, 6, 2)).astype(np.float32)
     y = layer(x)
     kernel_w, bias = layer.get_weights()
-    np.testing.assert_allclose(y, conv2d(x, kernel_w, bias, strides, padding), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, conv2d_forward(x, kernel_w, bias, *strides, padding), rtol=1e-5, atol=1e-5)
 
 
 def test_relu_and_softmax_activations_match_numpy():
@@ -112,15 +112,15 @@ def test_relu_and_softmax_activations_match_numpy():
     y = dense(x)
     kernel, bias = dense.get_weights()
     np.testing.assert_allclose(y, np.maximum(x @ kernel + bias, 0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(layers.Softmax()(x), softmax(x.astype(np.float64)), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(layers.Softmax()(x), softmax_forward(x), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(layers.ReLU()(x), np.maximum(x, 0))
 
 
 def test_maxpool_and_flatten_match_numpy():
     x = RNG.normal(size=(2, 7, 5, 3)).astype(np.float32)
-    np.testing.assert_array_equal(layers.MaxPooling2D(2)(x), maxpool2d(x, (2, 2)))
+    np.testing.assert_array_equal(layers.MaxPooling2D(2)(x), maxpool2d_forward(x, 2, 2, 2, 2)[0])
     np.testing.assert_array_equal(layers.MaxPooling2D(3, strides=2, padding="same")(x),
-                                  maxpool2d(x, (3, 3), (2, 2), "same"))
+                                  maxpool2d_forward(x, 3, 3, 2, 2, "same")[0])
     # Flatten keeps NHWC (Keras channels_last) order: channel index fastest
     flat = layers.Flatten()(x)
     assert flat[1, 3 * 5 * 3 + 2 * 3 + 1] == x[1, 3, 2, 1]

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _helpers import rand
 
 from microcnn import _core
 
@@ -30,9 +31,6 @@ def ref_backward(dy, x, gamma, eps):
     dx = gamma * inv / m * (m * dy64 - dbeta - xhat * dgamma)
     return dx, dgamma, dbeta
 
-
-def rand(rng, *shape, loc=0.0, scale=1.0):
-    return (rng.standard_normal(shape) * scale + loc).astype(np.float32)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ kernels' serial cut-offs (and, for the GEMM, large enough to split the reduction
 
 import numpy as np
 import pytest
+from _helpers import rand
 
 from microcnn import _core
 
@@ -22,9 +23,6 @@ def restore_threads():
     yield
     _core.set_num_threads(saved)
 
-
-def rand(rng, *shape):
-    return rng.standard_normal(shape).astype(np.float32)
 
 
 def call(fn):

@@ -7,6 +7,8 @@ import tempfile
 
 import numpy as np
 
+from .. import _atomic
+
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
 
@@ -18,17 +20,7 @@ def _umask_mode():
 
 def write_atomic(path, text):
     """Write text to path via a temporary file and a rename, so a crash never leaves half a file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, _umask_mode())  # mkstemp makes 0600 files; these are ordinary outputs
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic.write_atomic(path, text)
 
 
 def history_csv(history):

@@ -29,8 +29,7 @@ class ActivationMixin:
     """For layers whose kernel applies ReLU itself (relu=True) and whose output may be a softmax.
 
     Forward: `z = kernel(..., relu=self.activation == "relu")`, then `y = self._activate(z, logits)`.
-    Backward: `dz = self._activation_backward(dy, y, logits, relu_done)` with y the layer's output; relu_done
-    means the next layer already zeroed dy where y == 0 (see MaxPooling2D.backward).
+    Backward: `dz = self._activation_backward(dy, y, logits)` with y the layer's output.
     """
 
     activation = "linear"
@@ -44,13 +43,9 @@ class ActivationMixin:
             return softmax(z)
         return z
 
-    @property
-    def ends_in_relu(self):
-        return self.activation == "relu"
-
-    def _activation_backward(self, dy, y, logits, relu_done=False):
+    def _activation_backward(self, dy, y, logits):
         if self.activation == "relu":
-            return dy if relu_done else _core.relu_backward(dy, y)
+            return _core.relu_backward(dy, y)
         if self.activation == "softmax" and not logits:
             return softmax_backward(dy, y)
         return dy

@@ -5,9 +5,12 @@ pair over whole batches:
 
 - `build(input_shape)` creates the weights once the input shape (batch axis first, as None) is known;
 - `compute_output_shape(input_shape)`;
-- `forward(x, training)` returns the output and, only when `training` is true, keeps what `backward` needs;
+- `forward(x, training, record=None)` returns the output and, only when `record` (default: `training`) is
+  true, keeps what `backward` needs (an inference-mode pass may record too, for gradients with respect to
+  inputs, e.g. Grad-CAM);
 - `backward(dy, need_dx)` returns dL/dx (or None) and leaves dL/dw in `self.grads[weight_name]`, then drops
-  the cached activations. A gradient is an array, or an array-like the optimizer may apply without
+  the cached activations. A layer reads and writes only its own state: fusing layers is the execution plan's
+  business (microcnn/plan.py). A gradient is an array, or an array-like the optimizer may apply without
   materialising it (a large Dense kernel's `OuterGradient`, see microcnn/_outer_gradient.py); `np.asarray`
   gives the array.
 
@@ -23,10 +26,10 @@ import re
 
 import numpy as np
 
+from .._registry import Registry
 from .._validation import boolean
 from .._validation import shape as _shape
 
-_REGISTRY = {}
 _NAME_COUNTS = {}
 _initialize = True
 
@@ -44,30 +47,7 @@ def skip_initialization():
 
 def register(cls):
     """Class decorator: make a layer type known to `deserialize` (and so to `load_model`)."""
-    _REGISTRY[cls.__name__] = cls
-    return cls
-
-
-def get_layer_class(class_name):
-    if class_name not in _REGISTRY:
-        raise ValueError(f"class_name: expected a layer type, one of {', '.join(sorted(_REGISTRY))}; "
-                         f"got {class_name!r}")
-    return _REGISTRY[class_name]
-
-
-def serialize(layer):
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
-
-
-def deserialize(spec):
-    """A layer from {"class_name": ..., "config": {...}}; ValueError on unknown types or bad configs."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("config", {}), dict):
-        raise TypeError(f"expected a dict with 'class_name' and 'config' (a dict), got {spec!r}")
-    cls = get_layer_class(spec.get("class_name"))
-    try:
-        return cls.from_config(dict(spec.get("config", {})))
-    except TypeError as exc:  # unknown/missing constructor arguments and wrongly typed values
-        raise ValueError(f"bad config for {cls.__name__}: {exc}") from None
+    return LAYERS.register()(cls)
 
 
 def to_snake_case(name):
@@ -86,6 +66,11 @@ def unique_name(base):
 def clear_session():
     """Restart automatic layer/model naming (Keras's `clear_session`)."""
     _NAME_COUNTS.clear()
+
+
+def recording(training, record):
+    """Whether a forward pass keeps what backward needs: `record`, or by default `training`."""
+    return training if record is None else record
 
 
 def format_shape(shape):
@@ -210,7 +195,7 @@ class Layer:
         return tuple(input_shape)
 
     # --- computation -----------------------------------------------------------------------------------
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, record=None):
         raise NotImplementedError
 
     def backward(self, dy, need_dx=True):
@@ -223,15 +208,9 @@ class Layer:
         self._cache = None
 
     @property
-    def ends_in_relu(self):
-        """True when the output is a ReLU; such layers accept `backward(..., relu_done=True)` when the next
-        layer has already zeroed the gradient where the output is 0."""
-        return False
-
-    @property
     def ends_in_softmax(self):
         """True when the output is a softmax over the last axis; such layers accept `forward(..., logits=True)`
-        (skip the softmax) so the model can use the fused softmax + cross-entropy kernel."""
+        (skip the softmax) so the plan can use the fused softmax + cross-entropy kernel."""
         return False
 
     def __call__(self, x):
@@ -256,3 +235,8 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+LAYERS = Registry("layer", Layer)
+# {"class_name", "config"} <-> layer; deserialize raises ValueError on unknown types or bad configs.
+get_layer_class, serialize, deserialize = LAYERS.class_for, LAYERS.serialize, LAYERS.deserialize

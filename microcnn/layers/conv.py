@@ -1,33 +1,24 @@
 """Conv2D and MaxPooling2D on NHWC batches (Keras's channels_last)."""
 
-import math
-
 from .. import _core
 from .. import initializers as _initializers
 from .._validation import boolean, choice, int_pair, positive_int
 from . import _activations
-from .base import Layer, format_shape, register
+from .base import Layer, format_shape, recording, register
 
 PADDINGS = ("valid", "same")
-
-
-def output_length(size, window, stride, padding):
-    """Keras/TF: valid -> (size - window) // stride + 1, same -> ceil(size / stride)."""
-    if padding == "same":
-        return math.ceil(size / stride)
-    return (size - window) // stride + 1 if size >= window else 0
 
 
 def _spatial_output(layer, input_shape, window, strides, padding, kind):
     if len(input_shape) != 4:
         raise ValueError(f"layer {layer.name!r} ({kind}): expected input of rank 4 (batch, height, width, "
                          f"channels), got shape {format_shape(input_shape)}")
-    p = output_length(input_shape[1], window[0], strides[0], padding)
-    q = output_length(input_shape[2], window[1], strides[1], padding)
-    if p < 1 or q < 1:
+    try:  # the kernels' own formula (Keras/TF: valid (size - window) // stride + 1, same ceil(size / stride))
+        return tuple(_core.conv2d_output_size(input_shape[axis], window[axis - 1], strides[axis - 1], padding)
+                     for axis in (1, 2))
+    except ValueError:
         raise ValueError(f"layer {layer.name!r} ({kind}): a {window[0]}x{window[1]} window with padding "
-                         f"{padding!r} does not fit input shape {format_shape(input_shape)}")
-    return p, q
+                         f"{padding!r} does not fit input shape {format_shape(input_shape)}") from None
 
 
 @register
@@ -57,37 +48,17 @@ class Conv2D(_activations.ActivationMixin, Layer):
         if self.use_bias:
             self.add_weight("bias", (self.filters,), self.bias_initializer)
 
-    def forward(self, x, training=False, logits=False, pool=None):
-        """pool: the MaxPooling2D after this layer, when fusable(self, pool): both run as one kernel and the
-        output is the pool's; the caches left are those the two layers' backward passes read (this layer's
-        output is not among them: its ReLU backward runs on the pooled side, see MaxPooling2D.backward)."""
-        if pool is not None:
-            y, argmax = _core.conv2d_relu_maxpool_forward(x, self._weights["kernel"], self._weights.get("bias"),
-                                                          self.strides[0], self.strides[1], self.padding)
-            self._cache = (x, None, False) if training else None
-            pool._cache = (argmax, self.compute_output_shape(x.shape), y) if training else None
-            return y
+    def forward(self, x, training=False, logits=False, record=None):
         z = _core.conv2d_forward(x, self._weights["kernel"], self._weights.get("bias"), self.strides[0],
                                  self.strides[1], self.padding, relu=self.activation == "relu")
         y = self._activate(z, logits)
-        self._cache = (x, y, logits) if training else None
+        self._cache = (x, y, logits) if recording(training, record) else None
         return y
 
-    def backward(self, dy, need_dx=True, relu_done=False, pool=None):
-        """pool: the fused MaxPooling2D of forward, when no dx is needed (the model's first layers): dy is then
-        the pool's output gradient and the weight gradients come from it directly, without the full-resolution
-        gradient in memory."""
-        if pool is not None and not need_dx:
-            argmax, _, y = pool._cache
-            x = self._cache[0]
-            self._cache = pool._cache = None
-            dw, db = _core.conv2d_relu_maxpool_backward(dy, argmax, y, x, self._weights["kernel"], self.strides[0],
-                                                        self.strides[1], self.padding, need_db=self.use_bias)
-            self.grads = {"kernel": dw, "bias": db} if self.use_bias else {"kernel": dw}
-            return None
+    def backward(self, dy, need_dx=True):
         x, y, logits = self._cache
         self._cache = None
-        dz = self._activation_backward(dy, y, logits, relu_done)
+        dz = self._activation_backward(dy, y, logits)
         dx, dw, db = _core.conv2d_backward(dz, x, self._weights["kernel"], self.strides[0], self.strides[1],
                                            self.padding, need_dx=need_dx, need_db=self.use_bias)
         self.grads = {"kernel": dw, "bias": db} if self.use_bias else {"kernel": dw}
@@ -117,23 +88,16 @@ class MaxPooling2D(Layer):
         p, q = _spatial_output(self, input_shape, self.pool_size, self.strides, self.padding, "MaxPooling2D")
         return (input_shape[0], p, q, input_shape[3])
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, record=None):
         y, argmax = _core.maxpool2d_forward(x, self.pool_size[0], self.pool_size[1], self.strides[0],
                                             self.strides[1], self.padding)
-        self._cache = (argmax, x.shape, y) if training else None
+        self._cache = (argmax, x.shape) if recording(training, record) else None
         return y
 
-    def backward(self, dy, need_dx=True, through_relu=False):
-        """through_relu: the input is a ReLU output, so also apply the ReLU's backward -- on the pooled side,
-        which is exact (a window whose maximum is 0 has only zeros; any other routes its gradient to a
-        positive input) and pool_size times cheaper than on the input side."""
-        argmax, x_shape, y = self._cache
+    def backward(self, dy, need_dx=True):
+        argmax, x_shape = self._cache
         self._cache = None
-        if not need_dx:
-            return None
-        if through_relu:
-            dy = _core.relu_backward(dy, y)
-        return _core.maxpool2d_backward(dy, argmax, tuple(x_shape))
+        return _core.maxpool2d_backward(dy, argmax, tuple(x_shape)) if need_dx else None
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
@@ -141,13 +105,3 @@ class MaxPooling2D(Layer):
 
 
 MaxPool2D = MaxPooling2D
-
-
-# --- Conv2D(relu) + MaxPooling2D(2) as one kernel ------------------------------------------------------------
-def fusable(conv, pool):
-    """True when `conv` then `pool` run as one kernel call (conv2d_relu_maxpool_forward): a ReLU Conv2D followed
-    by 2x2 pooling with stride 2 and padding "valid". The full-resolution ReLU output (the seed net's first: 92 MB
-    a batch) then never goes to memory, and the pair keeps only the pooled output and argmax for backward."""
-    return (isinstance(conv, Conv2D) and conv.activation == "relu" and isinstance(pool, MaxPooling2D)
-            and pool.pool_size == (2, 2) and pool.strides == (2, 2) and pool.padding == "valid")
-

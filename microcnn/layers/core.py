@@ -4,11 +4,11 @@ import numpy as np
 
 from .. import _core, _seeding
 from .. import initializers as _initializers
-from .._outer_gradient import FACTORED_MIN_WEIGHTS, OuterGradient
+from .._outer_gradient import OuterGradient
 from .._validation import boolean, number, optional_seed, positive_int
 from .._validation import shape as _shape
 from . import _activations
-from .base import Layer, register
+from .base import Layer, recording, register
 
 
 @register
@@ -27,7 +27,7 @@ class InputLayer(Layer):
         self.batch_size = batch_size
         self.shape = self._batch_input_shape[1:]
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, record=None):
         return x
 
     def backward(self, dy, need_dx=True):
@@ -66,19 +66,20 @@ class Dense(_activations.ActivationMixin, Layer):
         if self.use_bias:
             self.add_weight("bias", (self.units,), self.bias_initializer)
 
-    def forward(self, x, training=False, logits=False):
+    def forward(self, x, training=False, logits=False, record=None):
         z = _core.dense_forward(x, self._weights["kernel"], self._weights.get("bias"),
                                 relu=self.activation == "relu")
         y = self._activate(z, logits)
-        self._cache = (x, y, logits) if training else None
+        self._cache = (x, y, logits) if recording(training, record) else None
         return y
 
-    def backward(self, dy, need_dx=True, relu_done=False):
+    def backward(self, dy, need_dx=True, factored=False):
+        """factored: leave the kernel gradient as an OuterGradient (x^T @ dz, computed when used; the plan asks
+        for it for large kernels, which Adam then updates in one pass)."""
         x, y, logits = self._cache
         self._cache = None
-        dz = self._activation_backward(dy, y, logits, relu_done)
+        dz = self._activation_backward(dy, y, logits)
         kernel = self._weights["kernel"]
-        factored = kernel.size > FACTORED_MIN_WEIGHTS
         dx, dw, db = _core.dense_backward(dz, x, kernel, need_dx=need_dx, need_db=self.use_bias,
                                           need_dw=not factored)
         if factored:
@@ -100,8 +101,8 @@ class Flatten(Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], int(np.prod(input_shape[1:])))
 
-    def forward(self, x, training=False):
-        self._cache = x.shape if training else None
+    def forward(self, x, training=False, record=None):
+        self._cache = x.shape if recording(training, record) else None
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy, need_dx=True):
@@ -124,8 +125,8 @@ class Dropout(Layer):
         self._mask_seed = None
         self._step = 0
 
-    def forward(self, x, training=False):
-        self._cache = None
+    def forward(self, x, training=False, record=None):
+        self._cache = None  # also when recording in inference mode: backward is then the identity
         if not training or self.rate == 0.0:
             return x
         if self._mask_seed is None:
@@ -168,15 +169,15 @@ class Activation(_activations.ActivationMixin, Layer):
         super().__init__(**kwargs)
         self.activation = _activations.get(activation)
 
-    def forward(self, x, training=False, logits=False):
+    def forward(self, x, training=False, logits=False, record=None):
         y = _core.relu_forward(x) if self.activation == "relu" else self._activate(x, logits)
-        self._cache = (y, logits) if training else None
+        self._cache = (y, logits) if recording(training, record) else None
         return y
 
-    def backward(self, dy, need_dx=True, relu_done=False):
+    def backward(self, dy, need_dx=True):
         y, logits = self._cache
         self._cache = None
-        return self._activation_backward(dy, y, logits, relu_done) if need_dx else None
+        return self._activation_backward(dy, y, logits) if need_dx else None
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _core
 from .._validation import boolean, number
-from .base import Layer, register
+from .base import Layer, recording, register
 
 
 @register
@@ -58,12 +58,12 @@ class BatchNormalization(Layer):
     def _beta(self):
         return self._weights["beta"] if self.center else self._zeros
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, record=None):
         w = self._weights
         if not (training and self.trainable):
             y = _core.batchnorm_forward_infer(x, self._gamma, self._beta, w["moving_mean"], w["moving_variance"],
                                               self.epsilon)
-            self._cache = ("infer", None, None, None) if training else None
+            self._cache = ("infer", None, None, None) if recording(training, record) else None
             return y
         y, mean, var = _core.batchnorm_forward_train(x, self._gamma, self._beta, self.epsilon)
         m = np.float32(self.momentum)
@@ -113,9 +113,9 @@ class GlobalAveragePooling2D(Layer):
         n, _, _, c = input_shape
         return (n, 1, 1, c) if self.keepdims else (n, c)
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, record=None):
         y = _core.global_avgpool_forward(x)
-        self._cache = x.shape if training else None
+        self._cache = x.shape if recording(training, record) else None
         return y.reshape(x.shape[0], 1, 1, -1) if self.keepdims else y
 
     def backward(self, dy, need_dx=True):

@@ -1,0 +1,21 @@
+"""Helpers shared by the tests: seeded float32 arrays and the float32-vs-float64 comparison."""
+
+import numpy as np
+
+
+def rand(rng, *shape, scale=1.0, loc=0.0):
+    """Normal(loc, scale) float32 array of `shape` from generator `rng`."""
+    return (rng.standard_normal(shape) * scale + loc).astype(np.float32)
+
+
+def rand_from(rng):
+    """`rand = rand_from(RNG)`, then `rand(2, 3, scale=0.1)`: a module's arrays from its own generator."""
+    return lambda *shape, scale=1.0, loc=0.0: rand(rng, *shape, scale=scale, loc=loc)
+
+
+def assert_close(got, want, rtol=1e-4, atol_scale=None):
+    """float32 result vs float64 reference: relative tolerance plus an absolute floor of `atol_scale` (default
+    `rtol`) times the data's largest magnitude (at least 1), for values that cancel to near zero."""
+    want = np.asarray(want, np.float64)
+    atol = (rtol if atol_scale is None else atol_scale) * max(1.0, float(np.abs(want).max(initial=0.0)))
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=rtol, atol=atol)
