@@ -174,8 +174,13 @@ def scale_high_depth(pixels, mode, preprocessing):
     if ranges is None and preprocessing.get("high_depth_range") is not None:
         ranges = [preprocessing["high_depth_range"]] * pixels.shape[2]
     if ranges is not None:
-        low = np.array([r[0] for r in ranges], np.float32)
-        high = np.array([r[1] for r in ranges], np.float32)
+        low = np.array([r[0] for r in ranges], np.float64)
+        high = np.array([r[1] for r in ranges], np.float64)
+        if len(ranges) != pixels.shape[2] or not (np.isfinite(low).all() and np.isfinite(high).all()
+                                                  and (high > low).all()):
+            raise ValueError(f"preprocessing.channel_ranges: expected {pixels.shape[2]} finite [low, high] pairs "
+                             f"with high > low, got {ranges!r}")
+        low, high = low.astype(np.float32), high.astype(np.float32)
         return ((pixels - low) * (np.float32(1.0) / (high - low))).astype(np.float32, copy=False)
     return pixels * np.float32(1.0 / _TYPE_MAX.get(mode, 1.0))
 

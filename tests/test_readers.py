@@ -239,3 +239,12 @@ def test_auto_image_size_is_the_median_capped(tmp_path):
             Image.fromarray(rand((300, 600), np.uint8, seed=i)).save(d / f"{i}.png")
     ds = FolderDataset(tmp_path / "large", validation_split=0.5)
     assert ds.image_size == (75, 150) and "at most 150" in ds.image_size_reason
+
+
+def test_bad_channel_ranges_in_a_model_are_refused_by_name():
+    pixels = np.ones((2, 2, 2), np.float32)
+    np.testing.assert_allclose(images.scale_high_depth(pixels, "I;16", {"channel_ranges": [[0, 2], [0, 4]]}),
+                               np.broadcast_to([0.5, 0.25], (2, 2, 2)))
+    for bad in ([[0, 1], [5, 2]], [[0, 1]], [[0, float("nan")], [0, 1]]):
+        with pytest.raises(ValueError, match="preprocessing.channel_ranges: expected 2 finite"):
+            images.scale_high_depth(pixels, "I;16", {"channel_ranges": bad})
