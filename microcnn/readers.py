@@ -151,6 +151,11 @@ def _read_tiff(path, z_projection):
         if "Y" not in axes or "X" not in axes:
             raise ImageDecodeError(f"TIFF has axes {axes} {shape}: no Y and X image plane")
         _check_pixels(shape[axes.index("X")], shape[axes.index("Y")])
+        limit = Image.MAX_IMAGE_PIXELS
+        values = int(np.prod(shape, dtype=np.float64))
+        if limit is not None and values > 4 * limit:
+            raise ImageDecodeError(f"TIFF holds {values} values (axes {axes}, shape {shape}), more than 4x Pillow's "
+                                   f"pixel limit ({4 * limit}, PIL.Image.MAX_IMAGE_PIXELS); skipped")
         page = tif.pages[0]
         # Several same-shaped series without OME/ImageJ metadata (tifffile writing one page per call): one
         # image, a page per channel, as a plain multi-page TIFF reads.

@@ -162,6 +162,13 @@ def test_tiff_codec_without_imagecodecs(tmp_path):
         read_image(path)
 
 
+def test_a_stack_too_large_for_memory_is_refused_before_reading(tmp_path, monkeypatch):
+    tifffile.imwrite(tmp_path / "z.tif", rand((6, 10, 10), np.uint8), imagej=True, metadata={"axes": "ZYX"})
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 120)  # 100 pixels per plane pass, 600 values do not
+    with pytest.raises(ImageDecodeError, match=r"TIFF holds 600 values \(axes ZYX"):
+        read_image(tmp_path / "z.tif", z_projection="max")
+
+
 def test_a_fifo_is_refused_without_blocking(tmp_path):
     import os
 
