@@ -60,6 +60,7 @@ def test_multichannel_z_stacks_train_and_predict(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["--augment", "seed", "--no-augment"], "--no-augment and --augment seed contradict"),
+    (["--no-augment", "--aug-rotation", "5"], "--no-augment turns augmentation off"),
     (["--aug-zoom", "1.5"], "augmentation: config[\"zoom\"]"),
     (["--aug-contrast", "-1"], "--aug-contrast: expected a number >= 0"),
     (["--channels", "0,0"], "--channels: expected distinct channel numbers"),

@@ -60,6 +60,9 @@ def augment_settings(args):
         value = getattr(args, option[2:].replace("-", "_"))
         if value is not None:
             overrides[setting] = [1.0 - value, 1.0 + value] if setting == "zoom" else value
+    if args.no_augment and overrides:
+        raise UsageError("--no-augment turns augmentation off; the --aug-* settings need --augment seed or "
+                         "microscopy (or --augment none to start from nothing)")
     if setting_error := _check(preset, overrides):
         raise UsageError(setting_error)
     return {"preset": preset, "overrides": overrides}
