@@ -65,12 +65,13 @@ def read_image(path, channels=None, z_projection=None, draft_size=None):
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
             raise ImageDecodeError("not a regular file")
-        suffix = str(path).lower()
-        if suffix.endswith(_TIFF_SUFFIXES) or _is_tiff(path):
+        with open(path, "rb") as f:
+            head = f.read(512)  # one read decides the reader
+        if str(path).lower().endswith(_TIFF_SUFFIXES) or _is_tiff(head):
             pixels, info = _read_tiff(path, z_projection)
-        elif _png_16bit_colour(path):
+        elif _png_16bit_colour(head):
             pixels, info = _read_png16(path)
-        elif (header := _ppm16_header(path)) is not None:
+        elif (header := _ppm16_header(head)) is not None:
             pixels, info = _read_ppm16(path, *header)
         else:
             pixels, info = _read_pillow(path, draft_size)
@@ -105,16 +106,13 @@ def _check_pixels(width, height):
                                "(PIL.Image.MAX_IMAGE_PIXELS); skipped as a possible decompression bomb")
 
 
-def _is_tiff(path):
-    with open(path, "rb") as f:
-        return f.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+def _is_tiff(head):
+    return head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-def _png_16bit_colour(path):
+def _png_16bit_colour(head):
     """True for a PNG of bit depth 16 with colour (type 2, 6) or grey+alpha (type 4)."""
-    with open(path, "rb") as f:
-        head = f.read(29)
-    return (len(head) == 29 and head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR"
+    return (len(head) >= 29 and head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR"
             and head[24] == 16 and head[25] in (2, 4, 6))
 
 
@@ -245,10 +243,8 @@ def _read_png16(path):
     return a, info
 
 
-def _ppm16_header(path):
+def _ppm16_header(head):
     """(width, height, maxval, data offset) of a binary colour PPM (P6) with maxval > 255, else None."""
-    with open(path, "rb") as f:
-        head = f.read(512)
     if not head.startswith(b"P6"):
         return None
     tokens, i = [], 2
@@ -311,7 +307,9 @@ def read_size(path):
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None
-        if str(path).lower().endswith(_TIFF_SUFFIXES) or _is_tiff(path):
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if str(path).lower().endswith(_TIFF_SUFFIXES) or _is_tiff(head):
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
