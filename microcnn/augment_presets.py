@@ -6,7 +6,7 @@
                 dihedral group; the 4 flips when the image is not square), a free rotation of up to 10
                 degrees with reflected edges, gamma exp(+-0.2), contrast x(1 +- 0.2) about each channel's mean,
                 brightness +-0.1, a Gaussian blur of sigma up to 0.8 pixel and Gaussian noise of standard
-                deviation up to 0.03 (both drawn per image)
+                deviation up to 0.03 (drawn per image; blur, gamma and noise each touch half of the images)
     none        no augmentation
 
 Sample i of epoch e draws from a stream keyed by (seed, e, i), i its index in the dataset: the result does

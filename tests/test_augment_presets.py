@@ -48,13 +48,16 @@ def warp_reference(img, matrix, mode, cval=0.0):
 def test_parameters_follow_the_documented_streams():
     config = {"dihedral": True, "rotation": 10.0, "shear": 3.0, "zoom": [0.9, 1.3], "blur": 0.8, "gamma": 0.2,
               "contrast": 0.2, "brightness": 0.1, "noise": 0.03}
-    idx = np.array([0, 5, 123456789], np.int64)
+    idx = np.arange(40, dtype=np.int64) * 7919
     params, _ = _core.augment_params(42, 3, idx, 16, 16, config)
+    for column, identity in ((7, 0.0), (8, 1.0), (11, 0.0)):  # each applied to about half of the images
+        assert 8 <= np.sum(params[:, column] != identity) <= 32
     for n, i in enumerate(idx):
-        u = (draws(sample_key(42, 3, i), range(12)) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+        u = (draws(sample_key(42, 3, i), range(15)) >> np.uint64(11)).astype(np.float64) * 2.0**-53
         expected = [np.floor(8 * u[0]), 0, 0, (2 * u[3] - 1) * 10, (2 * u[4] - 1) * 3, 0.9 + 0.4 * u[5],
-                    0.9 + 0.4 * u[6], 0.8 * u[7], np.exp((2 * u[8] - 1) * 0.2), 1 + (2 * u[9] - 1) * 0.2,
-                    (2 * u[10] - 1) * 0.1, 0.03 * u[11]]
+                    0.9 + 0.4 * u[6], 0.8 * u[7] if u[12] < 0.5 else 0.0,
+                    np.exp((2 * u[8] - 1) * 0.2) if u[13] < 0.5 else 1.0, 1 + (2 * u[9] - 1) * 0.2,
+                    (2 * u[10] - 1) * 0.1, 0.03 * u[11] if u[14] < 0.5 else 0.0]
         np.testing.assert_allclose(params[n], expected, rtol=1e-12, atol=1e-15)
 
 
@@ -113,6 +116,7 @@ def test_intensity_ops_match_numpy():
     idx = np.arange(100, 108, dtype=np.int64)
     y = _core.augment_batch(x, 9, 4, idx, config)
     params, _ = _core.augment_params(9, 4, idx, 5, 6, config)
+    assert 0 < np.count_nonzero(params[:, 8] != 1.0) < 8
     for n in range(8):
         g, k, b = params[n, 8:11]
         v = x[n].astype(np.float64)
@@ -123,10 +127,11 @@ def test_intensity_ops_match_numpy():
 
 
 def test_noise_matches_the_documented_box_muller_stream():
-    x = np.zeros((3, 5, 4, 3), np.float32)  # 60 values per image: 30 pairs
-    idx = np.array([2, 9, 11], np.int64)
+    x = np.zeros((6, 5, 4, 3), np.float32)  # 60 values per image: 30 pairs
+    idx = np.array([2, 9, 11, 12, 13, 14], np.int64)
     y = _core.augment_batch(x, 11, 2, idx, {"noise": 0.5})
     params, _ = _core.augment_params(11, 2, idx, 5, 4, {"noise": 0.5})
+    assert 0 < np.count_nonzero(params[:, 11]) < 6
     for n, i in enumerate(idx):
         bits = draws(sample_key(11, 2, i), (1 << 32) + np.arange(30))
         u1 = (bits >> np.uint64(40)).astype(np.float64) * 2.0**-24
@@ -134,8 +139,10 @@ def test_noise_matches_the_documented_box_muller_stream():
         r = np.sqrt(-2 * np.log(1 - u1))
         z = np.stack([r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)], axis=1).reshape(-1)
         np.testing.assert_allclose(y[n].reshape(-1), params[n, 11] * z, rtol=1e-5, atol=1e-6)
-    big = _core.augment_batch(np.zeros((1, 200, 200, 1), np.float32), 0, 0, np.array([0], np.int64), {"noise": 1.0})
-    s = _core.augment_params(0, 0, np.array([0], np.int64), 200, 200, {"noise": 1.0})[0][0, 11]
+    noisy = np.flatnonzero(_core.augment_params(0, 0, np.arange(8, dtype=np.int64), 1, 1, {"noise": 1.0})[0][:, 11])
+    one = noisy[:1].astype(np.int64)
+    big = _core.augment_batch(np.zeros((1, 200, 200, 1), np.float32), 0, 0, one, {"noise": 1.0})
+    s = _core.augment_params(0, 0, one, 200, 200, {"noise": 1.0})[0][0, 11]
     assert abs(big.std() / s - 1) < 0.02 and abs(big.mean()) < 0.02 * s  # a standard normal, scaled
 
 

@@ -39,6 +39,8 @@ void affine_warp(float* y, const float* x, const float* matrices, int64_t N, int
 //  5,6 zoom     zx, zy ~ U(zoom_lo, zoom_hi) independently
 //    geometry:  one 2x3 matrix, Keras's composition (microcnn/augment.py compose_matrices) with the dihedral
 //               element in place of the flips, warped bilinearly with fill_mode (the affine_warp above)
+// Blur, gamma and noise apply to half of the images each: draw 12 (blur), 13 (gamma), 14 (noise) < 1/2, else
+// the parameter is the identity (sigma 0, g 1, s 0).
 //  7 blur       sigma ~ U(0, blur): separable Gaussian, radius int(3 sigma + 0.5), reflect edges
 //               (= scipy.ndimage.gaussian_filter(truncate=3, mode="reflect")); skipped when the radius is 0
 //  8 gamma      g = exp(U(-gamma, gamma)): v -> v^g for v > 0, other values unchanged
