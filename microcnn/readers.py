@@ -304,18 +304,37 @@ def _read_pillow(path, draft_size):
 
 def read_size(path):
     """(height, width) from the file's header without decoding pixels, or None when it cannot be read."""
+    kind = read_header(path)
+    return None if kind is None else (kind["height"], kind["width"])
+
+
+def read_header(path):
+    """{"bits", "channels", "height", "width"} of the image read_image would return, from the file's header
+    (no pixels decoded), or None when it cannot be read. Channels are before any channel selection."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None
         with open(path, "rb") as f:
-            head = f.read(4)
+            head = f.read(512)
         if str(path).lower().endswith(_TIFF_SUFFIXES) or _is_tiff(head):
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                axes, shape = tif.series[0].axes, tif.series[0].shape
-                return shape[axes.index("Y")], shape[axes.index("X")]
+                series, page = tif.series[0], tif.pages[0]
+                axes, shape = series.axes, series.shape
+                channels = int(np.prod([n for a, n in zip(axes, shape) if a in _CHANNEL_AXES]))
+                channels -= len(page.extrasamples or ()) if "S" in axes else 0
+                return {"bits": series.dtype.itemsize * 8, "channels": max(1, channels),
+                        "height": shape[axes.index("Y")], "width": shape[axes.index("X")]}
+        if _png_16bit_colour(head):
+            return {"bits": 16, "channels": 1 if head[25] == 4 else 3, "height": int.from_bytes(head[20:24], "big"),
+                    "width": int.from_bytes(head[16:20], "big")}
+        if (ppm := _ppm16_header(head)) is not None:
+            return {"bits": 16, "channels": 3, "height": ppm[1], "width": ppm[0]}
         with Image.open(path) as im:
-            return im.size[1], im.size[0]
+            mode, (width, height) = im.mode, im.size
     except Exception:  # noqa: BLE001 - any unreadable header: the file is reported when it is decoded
         return None
+    bits = 1 if mode == "1" else 16 if mode.startswith("I;16") else 32 if mode in ("I", "F") else 8
+    channels = 1 if mode in ("1", "L", "LA", "La", "I", "F") or mode.startswith("I;16") else 3
+    return {"bits": bits, "channels": channels, "height": int(height), "width": int(width)}

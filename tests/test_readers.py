@@ -8,7 +8,7 @@ from PIL import Image
 
 from microcnn import images
 from microcnn.data import DatasetError, FolderDataset, preprocess_for_prediction
-from microcnn.readers import ImageDecodeError, read_image, read_size
+from microcnn.readers import ImageDecodeError, read_header, read_image, read_size
 
 tifffile = pytest.importorskip("tifffile", reason="TIFF reading needs tifffile")
 png = pytest.importorskip("png", reason="16-bit colour PNG reading needs pypng")
@@ -187,6 +187,10 @@ def test_read_size_from_headers(tmp_path):
     assert read_size(tmp_path / "a.tif") == (10, 12)
     assert read_size(tmp_path / "b.png") == (7, 5)
     assert read_size(tmp_path / "c.png") is None
+    assert read_header(tmp_path / "a.tif") == {"bits": 16, "channels": 3, "height": 10, "width": 12}
+    with open(tmp_path / "d.png", "wb") as f:
+        png.Writer(4, 3, greyscale=False, bitdepth=16).write(f, rand((3, 12), np.uint16))
+    assert read_header(tmp_path / "d.png") == {"bits": 16, "channels": 3, "height": 3, "width": 4}
 
 
 def write_fluorescence(root, per_class=3, size=12):
