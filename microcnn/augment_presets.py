@@ -95,8 +95,10 @@ class Augmentation:
 
     def params(self, n, height, width, indices=None, epoch=0):
         """(params (n, 12) float64, matrices (n, 2, 3) float32): the draws the next call would make."""
-        idx = self._indices(n, indices) if indices is not None else \
-            np.arange(self._next_index, self._next_index + n, dtype=np.int64)
+        if indices is None:  # the numbers the next call without indices would use; the counter is not advanced
+            idx = np.arange(self._next_index, self._next_index + n, dtype=np.int64)
+        else:
+            idx = self._indices(n, indices)
         return _core.augment_params(self.seed, int(epoch), idx, height, width, self._core_config())
 
     def __call__(self, x, indices=None, epoch=0):
