@@ -15,7 +15,7 @@ Each preset trains the same architecture from the same initial weights with the 
 subset of the training images (modest runs: the numbers compare presets, they are not the best accuracy).
 
     python benchmarks/augment_presets.py [--train-size 12000] [--epochs 6] [--arch seed]
-    python benchmarks/augment_presets.py --task cells [--train-size 3000] [--epochs 6]
+    python benchmarks/augment_presets.py --task cells [--train-size 3000] [--epochs 6] [--aug-rotation 45]
 """
 
 import argparse
@@ -92,7 +92,7 @@ def run(preset, args, data):
     model = build_model(args.arch, input_shape=x_train.shape[1:], num_classes=int(y_train.max()) + 1)
     model.compile(optimizer=Adam(learning_rate=args.lr), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    aug = Augmentation(preset, seed=args.seed)
+    aug = Augmentation(preset, seed=args.seed, rotation=args.aug_rotation if preset != "none" else None)
     train = BatchIterator(x_train, y_train, batch_size=args.batch_size,
                           augmenter=None if aug.is_identity else aug, seed=args.seed)
     t0 = time.perf_counter()
@@ -115,6 +115,7 @@ def main():
     p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--presets", default="none,seed,microscopy")
+    p.add_argument("--aug-rotation", type=float, default=None, help="override the presets' free rotation (degrees)")
     args = p.parse_args()
     if args.task == "cells":
         data = load_cells(args.train_size or 3000, args.seed)
