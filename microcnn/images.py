@@ -32,6 +32,8 @@ __all__ = ["DecodedImage", "ImageDecodeError", "decode", "decode_many", "read_im
 
 PREPROCESSING_VERSION = 2
 HIGH_DEPTH_PERCENTILES = (0.1, 99.9)
+REDUCE_ABOVE_PIXELS = 16_000_000  # larger images are box-reduced right after decoding (readers._reduce_large)
+_SCALED_LIMIT = 1e4  # bound of a scaled high-bit-depth value (normal images give about [0, 1])
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _TYPE_MAX = {"I": 2.0**31 - 1, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
 # Pillow registers these but needs external handlers or cannot decode pixels from them.
@@ -71,8 +73,8 @@ def decode(path, image_size, channels=None, z_projection=None):
     the cause. channels / z_projection: see read_image. Pillow's own warnings are left to the caller (see
     quiet_decoder_warnings)."""
     height, width = image_size
-    pixels, info = read_image(path, channels=channels, z_projection=z_projection,
-                              draft_size=max(height, width))
+    pixels, info = read_image(path, channels=channels, z_projection=z_projection, target=(height, width),
+                              reduce_above=REDUCE_ABOVE_PIXELS)
     try:
         return _resize(pixels, info, height, width)
     except (ValueError, MemoryError) as e:
@@ -148,10 +150,10 @@ def scale_8bit(pixels):
 
 def _percentile_range(flat):
     step = max(1, flat.size // 8_000_000)
-    low, high = np.percentile(flat[::step], HIGH_DEPTH_PERCENTILES)
+    low, high = np.percentile(flat[::step].astype(np.float64), HIGH_DEPTH_PERCENTILES)  # no f32 overflow
     low, high = float(low), float(high)
     if not high > low:
-        high = low + 1.0
+        high = low + max(1.0, abs(low) * 1e-6)  # + 1.0 alone vanishes next to a value like 3e38
     return low, high
 
 
@@ -180,9 +182,16 @@ def scale_high_depth(pixels, mode, preprocessing):
                                                   and (high > low).all()):
             raise ValueError(f"preprocessing.channel_ranges: expected {pixels.shape[2]} finite [low, high] pairs "
                              f"with high > low, got {ranges!r}")
-        low, high = low.astype(np.float32), high.astype(np.float32)
-        return ((pixels - low) * (np.float32(1.0) / (high - low))).astype(np.float32, copy=False)
-    return pixels * np.float32(1.0 / _TYPE_MAX.get(mode, 1.0))
+    else:
+        low, high = np.zeros(1), np.full(1, _TYPE_MAX.get(mode, 1.0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = (pixels - low.astype(np.float32)) * (1.0 / (high - low)).astype(np.float32)
+    if not np.isfinite(scaled).all():
+        # Float images may hold values near float32's limit (+-3.4e38), where the subtraction overflows: redo
+        # it in float64; the result is bounded, so an extreme pixel is a large input, never Inf or NaN.
+        scaled = (pixels.astype(np.float64) - low) / (high - low)
+        scaled = np.clip(np.nan_to_num(scaled, nan=0.0), -_SCALED_LIMIT, _SCALED_LIMIT)
+    return np.clip(scaled.astype(np.float32, copy=False), -_SCALED_LIMIT, _SCALED_LIMIT)
 
 
 def to_model_input(decoded, preprocessing):

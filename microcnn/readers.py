@@ -55,16 +55,18 @@ class ImageInfo:
                 f"shape={self.shape}, mode={self.mode!r}, rgb={self.rgb})")
 
 
-def read_image(path, channels=None, z_projection=None, draft_size=None):
-    """(pixels (H, W, C) uint8 | uint16 | float32, ImageInfo) of one file at full resolution and depth.
-    channels: indices to keep (in file order), or None for all. z_projection: None, "max" or "mean".
-    draft_size: a JPEG may be decoded at a reduced scale that still covers this many pixels per side.
-    Raises ImageDecodeError naming the cause."""
+def read_image(path, channels=None, z_projection=None, target=None, reduce_above=16_000_000):
+    """(pixels (H, W, C) uint8 | uint16 | float32, ImageInfo) of one file at full depth, at full resolution
+    unless `target` is given. channels: indices to keep (in file order), or None for all. z_projection: None,
+    "max" or "mean". target (H, W), the size the caller will resize to: a JPEG may be decoded at a reduced
+    DCT scale that still covers it, and a Pillow image above `reduce_above` pixels is box-averaged by the
+    largest integer factor that keeps it at least twice the target (float32 then), so that a huge image needs
+    about its decoded size in memory. Raises ImageDecodeError naming the cause."""
     if z_projection not in (None,) + Z_PROJECTIONS:
         raise ValueError(f"z_projection: expected None, 'max' or 'mean', got {z_projection!r}")
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
-            raise ImageDecodeError("not a regular file")
+            raise ImageDecodeError("not a regular file (a FIFO, socket or device); skipped")
         with open(path, "rb") as f:
             head = f.read(512)  # one read decides the reader
         if str(path).lower().endswith(_TIFF_SUFFIXES) or _is_tiff(head):
@@ -74,7 +76,7 @@ def read_image(path, channels=None, z_projection=None, draft_size=None):
         elif (header := _ppm16_header(head)) is not None:
             pixels, info = _read_ppm16(path, *header)
         else:
-            pixels, info = _read_pillow(path, draft_size)
+            pixels, info = _read_pillow(path, target, reduce_above)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as e:
@@ -221,7 +223,7 @@ def _read_tiff_with_pillow(path, error, axes, shape, page):
         raise ImageDecodeError(f"TIFF compressed with {page.compression.name} ({page.bitspersample}-bit, "
                                f"{page.samplesperpixel} sample(s) per pixel, axes {axes}) needs the "
                                f"imagecodecs package to be read at full depth: pip install imagecodecs")
-    return _read_pillow(path, None)
+    return _read_pillow(path, None, None)
 
 
 def _read_png16(path):
@@ -274,22 +276,45 @@ def _read_ppm16(path, width, height, maxval, offset):
     return a, ImageInfo("numpy", np.uint16, "YXS", (height, width, 3), "I;16", True)
 
 
-def _read_pillow(path, draft_size):
+def _reduce_large(im, target, reduce_above):
+    """im box-averaged by the largest integer factor keeping it at least twice `target` (H, W), when it has more
+    than `reduce_above` pixels; else im. Done on Pillow's image, before any NumPy copy of it."""
+    if target is None or reduce_above is None:
+        return im
+    factor = min(im.width // (2 * target[1]), im.height // (2 * target[0]))
+    if im.width * im.height <= reduce_above or factor < 2:
+        return im
+    if im.mode in ("L", "LA", "RGB", "RGBA", "CMYK", "I", "F"):
+        return im.reduce(factor)
+    if im.mode.startswith("I;16"):  # Pillow cannot reduce these: block means, a band of rows at a time
+        rows, cols = im.height // factor, im.width // factor
+        out = np.empty((rows, cols), np.float32)
+        for r in range(rows):  # (np.asarray of the whole image would hold two more copies of it)
+            band = np.asarray(im.crop((0, r * factor, cols * factor, (r + 1) * factor))).astype(np.float32)
+            out[r] = band.reshape(factor, cols, factor).mean(axis=(0, 2))
+        return Image.fromarray(out, "F")
+    return im
+
+
+def _read_pillow(path, target, reduce_above):
     with Image.open(path) as im:
         _check_pixels(*im.size)
-        if im.format == "JPEG" and draft_size is not None:
+        if im.format == "JPEG" and target is not None:
             # libjpeg decodes at 1/2, 1/4 or 1/8 scale when that still covers the target size (square:
             # EXIF may rotate): several times faster for camera-sized JPEGs.
-            im.draft(im.mode, (draft_size, draft_size))
-        im = ImageOps.exif_transpose(im)
+            side = max(target)
+            im.draft(im.mode, (side, side))
+        ImageOps.exif_transpose(im, in_place=True)  # in place: no second copy of a large image
         im.load()
+        source_mode = im.mode
+        im = _reduce_large(im, target, reduce_above)
         mode = im.mode
         if mode in ("I", "F", "I;16", "I;16B", "I;16L", "I;16N"):
             a = np.asarray(im)
             a = a.astype(np.uint16) if mode.startswith("I;16") else a
             pixels = _normalise_dtype(a)[:, :, None]
-            return pixels, ImageInfo("pillow", a.dtype, "YX", a.shape, "I;16" if mode.startswith("I;16")
-                                     else mode, False)
+            kind = "I;16" if source_mode.startswith("I;16") else source_mode
+            return pixels, ImageInfo("pillow", a.dtype, "YX", a.shape, kind, False)
         if mode == "1":
             im = im.convert("L")
         elif mode in ("LA", "La"):
@@ -300,8 +325,6 @@ def _read_pillow(path, draft_size):
         pixels = np.ascontiguousarray(a if a.ndim == 3 else a[:, :, None])
         return pixels, ImageInfo("pillow", np.uint8, "YXS" if a.ndim == 3 else "YX", a.shape, mode,
                                  pixels.shape[2] == 3)
-
-
 def read_size(path):
     """(height, width) from the file's header without decoding pixels, or None when it cannot be read."""
     kind = read_header(path)
