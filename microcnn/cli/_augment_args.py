@@ -80,8 +80,10 @@ def _check(preset, overrides):
 
 def build_augmentation(settings, seed):
     """The Augmentation of a run's settings, or None for none/identity."""
-    from ..augment_presets import Augmentation
+    from ..augment_presets import SETTINGS, Augmentation
 
     spec = settings.get("augment") or {"preset": "none" if settings.get("no_augment") else "seed", "overrides": {}}
-    aug = Augmentation(spec["preset"], seed, **spec["overrides"])
+    # A saved run holds the command line's {"preset", "overrides"}, or the full Augmentation.get_config().
+    overrides = spec["overrides"] if "overrides" in spec else {k: spec[k] for k in SETTINGS if k in spec}
+    aug = Augmentation(spec["preset"], seed, **overrides)
     return None if aug.is_identity else aug
