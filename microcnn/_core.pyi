@@ -163,6 +163,17 @@ def affine_warp(x: F32, matrices: F32, fill_mode: str = "nearest", cval: float =
     (row, col) = A @ (r, c, 1) with bilinear interpolation; outside the image use fill_mode
     "nearest" (clamp), "constant" (cval) or "reflect". -> (N,H,W,C)."""
 
+def augment_params(seed: int, epoch: int, indices: NDArray[np.int64], height: int, width: int,
+                   config: dict) -> tuple[NDArray[np.float64], F32]:
+    """indices (N) -> (params (N,12) float64, matrices (N,2,3)): the random draws augment_batch makes for each
+    sample (dihedral, flip_h, flip_v, rotation, shear, zx, zy, blur, gamma, contrast, brightness, noise) and
+    its sampling matrix. config keys: horizontal_flip, vertical_flip, dihedral, rotation, shear, zoom,
+    fill_mode, cval, blur, gamma, contrast, brightness, noise (see cpp/include/microcnn/augment.hpp)."""
+
+def augment_batch(x: F32, seed: int, epoch: int, indices: NDArray[np.int64], config: dict) -> F32:
+    """x (N,H,W,C), indices (N) -> (N,H,W,C): geometry, blur, gamma, contrast, brightness and noise, sample n
+    drawing from the stream of (seed, epoch, indices[n])."""
+
 # --- normalization --------------------------------------------------------------------------------------
 def batchnorm_forward_train(x: F32, gamma: F32, beta: F32, epsilon: float) -> tuple[F32, F32, F32]:
     """x (..., C): statistics over all axes but the last. -> (y, batch_mean (C,), batch_var (C,)) with the

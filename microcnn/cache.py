@@ -384,8 +384,8 @@ def describe_cache(cache, total):
     return f"Image cache {cache.folder}: {reused} of {total} image(s) reused, {cache.decoded} decoded"
 
 
-def open_cache(folder, image_size, read_options=None, update=True, stream=sys.stderr):
-    """ImageCache in `folder`, or None (with a note on `stream`) when the folder cannot be created."""
+def cache_usable(folder, stream=sys.stderr):
+    """True when the cache folder can be created and written; else False, with a note on `stream`."""
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
         probe = Path(folder) / f".probe-{os.getpid()}"
@@ -394,5 +394,10 @@ def open_cache(folder, image_size, read_options=None, update=True, stream=sys.st
     except OSError as e:
         print(f"note: cannot write the image cache in {folder} ({e.strerror or e}); decoding into memory "
               f"instead (use --cache DIR to put it elsewhere)", file=stream)
-        return None
-    return ImageCache(folder, image_size, read_options, update)
+        return False
+    return True
+
+
+def open_cache(folder, image_size, read_options=None, update=True, stream=sys.stderr):
+    """ImageCache in `folder`, or None (with a note on `stream`) when the folder cannot be created."""
+    return ImageCache(folder, image_size, read_options, update) if cache_usable(folder, stream) else None

@@ -18,16 +18,20 @@ import numpy as np
 
 from . import _core, images
 from . import distributed as _distributed
+from ._dataset_shape import (
+    DatasetError,
+    auto_image_size,
+    check_channel_select,
+    dataset_channels,
+    drop_mismatched,
+)
 from ._read_ahead import read_ahead
 from .augment import ImageAugmenter
+from .augment_presets import Augmentation
 
 VALIDATION_DIR_NAMES = ("validation", "valid", "val")
 _IGNORED_NAMES = {"thumbs.db", "desktop.ini", "__macosx", "icon\r", "$recycle.bin"}
 COLOR_MODES = ("auto", "grayscale", "rgb")
-
-
-class DatasetError(Exception):
-    """The folder cannot be used as a dataset; the message names the folder and what is wrong."""
 
 
 def is_ignored(name):
@@ -182,22 +186,27 @@ class FolderDataset:
     NHWC arrays, int32 labels), `class_names`, `preprocessing` (the dict prediction repeats) and
     `report` (found/skipped files)."""
 
-    def __init__(self, directory, image_size=150, color="auto", validation_split=None, seed=0,
-                 progress=None, cache=None):
+    def __init__(self, directory, image_size="auto", color="auto", validation_split=None, seed=0,
+                 progress=None, channels=None, z_projection=None, cache=None, cache_update=True):
         self.directory = Path(directory)
+        if color not in COLOR_MODES:
+            raise ValueError(f"color: expected one of {', '.join(COLOR_MODES)}, got {color!r}")
+        read = {"channels": check_channel_select(channels), "z_projection": z_projection}
+        self.class_names, splits, non_images = scan(directory, validation_split, seed)
+        self.image_size_reason = None
+        if isinstance(image_size, str) and image_size == "auto":
+            image_size, self.image_size_reason = auto_image_size([p for p, _ in splits["train"]])
         self.image_size = normalize_image_size(image_size)
         # cache: a folder (or microcnn.cache.ImageCache): decode through the on-disk cache and leave the
         # images there (x_train / x_val read rows on demand) instead of holding them in memory.
+        # cache_update=False: read only what is cached (MPI ranks after rank 0 filled it).
         if cache is not None and not hasattr(cache, "decode_many"):
             from .cache import ImageCache
 
-            cache = ImageCache(cache, self.image_size)
+            cache = ImageCache(cache, self.image_size, read, update=cache_update)
         self.cache = cache
         decode_many = cache.decode_many if cache is not None else \
-            (lambda paths, bar: images.decode_many(paths, self.image_size, bar))
-        if color not in COLOR_MODES:
-            raise ValueError(f"color: expected one of {', '.join(COLOR_MODES)}, got {color!r}")
-        self.class_names, splits, non_images = scan(directory, validation_split, seed)
+            (lambda paths, bar: images.decode_many(paths, self.image_size, bar, **read))
         failed = []
         decoded = {}
         for split, items in splits.items():
@@ -206,31 +215,34 @@ class FolderDataset:
             decoded[split] = []
             for (path, label), (image, error) in zip(items, decode_many(paths, bar)):
                 if error is None:
-                    decoded[split].append((image, label))
+                    decoded[split].append((image, label, path))
                 else:
                     failed.append((path, error))
         for split in ("train", "validation"):
-            present = {label for _, label in decoded[split]}
+            present = {label for _, label, _ in decoded[split]}
             missing = [self.class_names[i] for i in range(len(self.class_names))
                        if i not in present and any(lbl == i for _, lbl in splits[split])]
             if missing:
+                example = f" (e.g. {failed[0][0]}: {failed[0][1]})" if failed else ""
                 raise DatasetError(f"{self.directory}: no readable {split} image in class(es) "
-                                   f"{', '.join(missing)}")
-        train_images = [d for d, _ in decoded["train"]]
-        if color == "auto":
-            channels = 1 if all(d.channels == 1 for d in train_images) else 3
-        else:
-            channels = 1 if color == "grayscale" else 3
-        high = [d.pixels for d, _ in decoded["train"] if d.high_depth]
+                                   f"{', '.join(missing)}{example}")
+        channels = dataset_channels(decoded["train"], color, self.directory)
+        decoded["validation"] = drop_mismatched(decoded["validation"], channels, failed)
+        high = [images.convert_channels(d.pixels, channels) for d, _, _ in decoded["train"] if d.high_depth]
         self.preprocessing = {
             "version": images.PREPROCESSING_VERSION,
             "image_size": list(self.image_size),
             "channels": channels,
             "color": color,
             "resample": "bilinear",
+            # Pooled over channels: what preprocessing version 1 applied (kept for readers of version 1).
             "high_depth_range": list(images.high_depth_range(high)) if high else None,
+            "channel_ranges": images.channel_ranges(high) if high else None,
+            "channel_select": read["channels"],
+            "z_projection": z_projection,
         }
-        any_high = any(d.high_depth for split in decoded.values() for d, _ in split)
+        del high
+        any_high = any(d.high_depth for split in decoded.values() for d, _, _ in split)
         self.x_train, self.y_train = self._stack(decoded["train"], any_high)
         self.x_val, self.y_val = self._stack(decoded["validation"], any_high)
         counts = {s: np.bincount(getattr(self, "y_" + ("train" if s == "train" else "val")),
@@ -242,14 +254,14 @@ class FolderDataset:
         if self.cache is not None:
             from .cache import CachedImages
 
-            return CachedImages([d for d, _ in items], self.preprocessing, as_float), \
-                np.array([label for _, label in items], np.int32)
+            return CachedImages([d for d, _, _ in items], self.preprocessing, as_float), \
+                np.array([label for _, label, _ in items], np.int32)
         h, w = self.image_size
         c = self.preprocessing["channels"]
         x = np.empty((len(items), h, w, c), np.float32 if as_float else np.uint8)
         y = np.empty(len(items), np.int32)
         for i in range(len(items)):
-            d, y[i] = items[i]
+            d, y[i], _ = items[i]
             x[i] = images.to_model_input(d, self.preprocessing) if as_float else \
                 images.convert_channels(d.pixels, c)
             items[i] = None
@@ -288,8 +300,9 @@ class BatchIterator:
             raise ValueError(f"y: expected {len(x)} labels (one per image), got {len(y)}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
-        if augmenter is not None and not isinstance(augmenter, ImageAugmenter):
-            raise TypeError(f"augmenter: expected an ImageAugmenter or None, got {type(augmenter).__name__}")
+        if augmenter is not None and not isinstance(augmenter, (ImageAugmenter, Augmentation)):
+            raise TypeError(f"augmenter: expected an Augmentation, an ImageAugmenter or None, got "
+                            f"{type(augmenter).__name__}")
         self.x, self.y = x, np.asarray(y, np.int32)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -314,6 +327,7 @@ class BatchIterator:
         self.epochs_begun += 1
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
         first, self._skip = self._skip, 0
+        epoch = self.epochs_begun - 1  # keys the per-sample streams of an Augmentation
         world = _distributed.world() if self.shard else None
 
         def reads():
@@ -328,7 +342,10 @@ class BatchIterator:
             xb = images.scale_8bit(xb) if xb.dtype == np.uint8 else np.ascontiguousarray(xb)
             if self.augmenter is not None:
                 self._augment_before = (i, self.augmenter.get_state())
-                xb = _augment_rows(self.augmenter, xb, total, lo)
+                if isinstance(self.augmenter, Augmentation):  # per-sample streams: any rank, any batch
+                    xb = self.augmenter(xb, indices=idx, epoch=epoch)
+                else:
+                    xb = _augment_rows(self.augmenter, xb, total, lo)
             yield xb, self.y[idx]
 
     def get_state(self, batches_done=None):
@@ -386,9 +403,14 @@ def preprocess_for_prediction(paths, preprocessing):
     failed [(path, reason)]) with x's rows in the order of ok_paths."""
     size = tuple(preprocessing["image_size"])
     rows, ok, failed = [], [], []
-    for p, (image, error) in zip(paths, images.decode_many(list(paths), size)):
+    for p, (image, error) in zip(paths, images.decode_many(list(paths), size,
+                                                           **images.read_options(preprocessing))):
         if error is None:
-            rows.append(images.to_model_input(image, preprocessing))
+            try:
+                rows.append(images.to_model_input(image, preprocessing))
+            except images.ImageDecodeError as e:
+                failed.append((p, str(e)))
+                continue
             ok.append(p)
         else:
             failed.append((p, error))

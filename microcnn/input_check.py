@@ -14,24 +14,11 @@ SIZE_FACTOR = 4  # a side more than 4x smaller than the smallest or larger than 
 
 
 def image_kind(path):
-    """{"bits", "channels", "height", "width"} of an image file from its header, or None if unreadable."""
-    from PIL import Image
+    """{"bits", "channels", "height", "width"} of an image file from its header, or None if unreadable
+    (readers.read_header: TIFF channels and depth as tifffile reads them, 16-bit colour PNG as 16-bit)."""
+    from .readers import read_header
 
-    try:
-        with Image.open(path) as im:
-            mode, (width, height) = im.mode, im.size
-    except Exception:  # noqa: BLE001 - unreadable files are reported by the decoder, not here
-        return None
-    if mode == "1":
-        bits = 1
-    elif mode.startswith("I;16"):
-        bits = 16
-    elif mode in ("I", "F"):
-        bits = 32
-    else:
-        bits = 8
-    channels = 1 if mode in ("1", "L", "LA", "I", "F", "La") or mode.startswith("I;16") else 3
-    return {"bits": bits, "channels": channels, "height": int(height), "width": int(width)}
+    return read_header(path)
 
 
 def training_profile(paths, seed=0):

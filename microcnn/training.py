@@ -328,8 +328,13 @@ class TrainingMixin:
         return make_source(validation_data, None, None, batch_size, "validation_data", steps)
 
     # --- inference -------------------------------------------------------------------------------------
-    def predict(self, x, batch_size=32, verbose=0, steps=None):
-        """Outputs for every sample, batch by batch, in inference mode (nothing kept for backward)."""
+    def predict(self, x, batch_size=32, verbose=0, steps=None, tta=False):
+        """Outputs for every sample, batch by batch, in inference mode (nothing kept for backward).
+        tta=True: the mean over the 8 flips/rotations of each image (microcnn/tta.py; x an array)."""
+        if tta:
+            from .tta import predict_tta
+
+            return predict_tta(self, x, batch_size=batch_size, verbose=verbose)
         source = make_source(x, None, None, _batch_size(batch_size), "x", steps)
         bar = None
         if verbose == 1:

@@ -6,7 +6,7 @@ import pytest
 from test_cli import make_dataset
 
 import microcnn
-from microcnn.augment import ImageAugmenter
+from microcnn.augment_presets import Augmentation
 from microcnn.cli import _training
 from microcnn.cli.train import main as train_main
 from microcnn.model import Sequential
@@ -47,7 +47,7 @@ POINTS = {
     "after_a_batch_step": (_training.Tracker, "on_train_batch_end", 4, False),
     "inside_a_forward_pass": (Sequential, "_forward", 2, False),
     "in_validation": (Sequential, "_forward", 4, False),  # epoch 1's three steps, then its validation
-    "after_augmenting_a_batch": (ImageAugmenter, "__call__", 6, True),
+    "after_augmenting_a_batch": (Augmentation, "__call__", 6, True),
 }
 
 

@@ -46,7 +46,9 @@ fraction = _number(float, lambda v: 0 < v < 1, "a fraction between 0 and 1")
 
 
 def image_size(text):
-    """"150" -> (150, 150); "120x160" or "120,160" -> (120, 160) as (height, width)."""
+    """"150" -> (150, 150); "120x160" or "120,160" -> (120, 160) as (height, width); "auto" as is."""
+    if text.strip().lower() == "auto":
+        return "auto"
     parts = text.lower().replace(",", "x").split("x")
     try:
         values = [int(p) for p in parts]
@@ -59,6 +61,17 @@ def image_size(text):
     if max(values) > MAX_IMAGE_SIDE:
         raise argparse.ArgumentTypeError(f"expected at most {MAX_IMAGE_SIDE} pixels a side, got {text!r}")
     return (values[0], values[-1])
+
+
+def channel_list(text):
+    """"0,2" -> [0, 2]: distinct channel indices (from 0) in the order given."""
+    try:
+        values = [int(p) for p in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0 or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"expected distinct channel numbers from 0, e.g. 0,2, got {text!r}")
+    return values
 
 
 MAX_THREADS = 4096

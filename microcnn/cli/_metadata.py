@@ -73,10 +73,26 @@ def check_preprocessing(meta, path, input_shape=None):
     if rng is not None and not (isinstance(rng, list) and len(rng) == 2 and all(_is_number(v) for v in rng)
                                 and rng[0] < rng[1]):
         _fail(path, p + "high_depth_range", "null or [low, high] with finite low < high", rng)
+    _check_channel_settings(pre, path, channels)
     if input_shape is not None and (list(input_shape[:2]) != size or input_shape[2] != channels):
         _fail(path, p + "image_size/channels", f"the model's input {tuple(input_shape)}",
               f"{size} with {channels} channel(s)")
     return pre
+
+
+def _check_channel_settings(pre, path, channels):
+    """The keys of preprocessing version 2: per-channel ranges, channel selection, z-projection."""
+    p = "preprocessing."
+    ranges = pre.get("channel_ranges")
+    if ranges is not None and not (isinstance(ranges, list) and len(ranges) == channels and all(
+            isinstance(r, list) and len(r) == 2 and all(_is_number(v) for v in r) and r[0] < r[1] for r in ranges)):
+        _fail(path, p + "channel_ranges", f"null or {channels} pairs [low, high] with finite low < high", ranges)
+    select = pre.get("channel_select")
+    if select is not None and not (isinstance(select, list) and select and all(_is_int(c) and c >= 0 for c in select)
+                                   and len(set(select)) == len(select)):
+        _fail(path, p + "channel_select", "null or a list of distinct channel numbers >= 0", select)
+    if pre.get("z_projection") not in (None, "max", "mean"):
+        _fail(path, p + "z_projection", "null, 'max' or 'mean'", pre["z_projection"])
 
 
 _SETTINGS = {

@@ -67,6 +67,9 @@ def build_parser():
     p.add_argument("--explain-method", choices=("gradcam", "hirescam"), default="gradcam",
                    help="gradcam: channel weights from the averaged gradient; hirescam: gradient x feature map "
                         "per place, better for Flatten + Dense heads (default gradcam)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average over the 8 flips/rotations by 90 degrees of each image "
+                        "(4 for non-square sizes); 8x slower")
     p.add_argument("--threads", type=positive_int, default=None, help="kernel threads (default: all cores)")
     p.add_argument("--accept", type=fraction, default=None, metavar="Q",
                    help="accept the fraction Q of known images (e.g. 0.99: fewer unknown answers, more "
@@ -155,10 +158,12 @@ def _main(argv):
                                 f"{'; '.join(differences)}")
         if len(ok):
             if detector is None:
-                probs = model.predict(x, batch_size=args.batch_size)
+                probs = model.predict(x, batch_size=args.batch_size, tta=args.tta)
                 scores = known = [None] * len(ok)
             else:
                 probs, scores, known = model.predict_ood(x, batch_size=args.batch_size, accept=args.accept)
+                if args.tta:  # the class from the 8 views; the unknown decision from the image as it is
+                    probs = model.predict(x, batch_size=args.batch_size, tta=True)
             for path, p, score, is_known in zip(ok, probs, scores, known):
                 if not np.isfinite(p).all():
                     failed.append((path, NON_FINITE))

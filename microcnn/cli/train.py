@@ -7,7 +7,6 @@ validation images are drawn at random), test_evaluation.json (when DATASET has a
 matplotlib, curves.png and confusion.png. Ctrl-C saves a resumable checkpoint in OUT/checkpoint/.
 """
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,22 +14,23 @@ from pathlib import Path
 import numpy as np
 
 from .. import distributed
-from ..augment import ImageAugmenter
-from ..cache import default_cache_dir, describe_cache, open_cache
+from ..cache import cache_usable, default_cache_dir, describe_cache
 from ..callbacks import Callback
 from ..data import COLOR_MODES, FolderDataset
 from ..images import describe
 from ..ood import DEFAULT_METHOD, METHODS
 from ..plots import PLOT_FORMATS
 from ..presets import available_presets
+from ..readers import Z_PROJECTIONS
 from ..training import _defer_keyboard_interrupt as defer_keyboard_interrupt
-from . import _metadata, _open_set, _report, _resume, _safety, _train_extras
+from . import _augment_args, _metadata, _open_set, _report, _resume, _safety, _train_extras
 from ._common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
     ArgumentParser,
     UsageError,
+    channel_list,
     fraction,
     help_formatter,
     image_size,
@@ -81,8 +81,9 @@ def build_parser():
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="number of epochs (default 20; with --resume: the checkpoint's, or this to extend)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per step (default 32)")
-    p.add_argument("--image-size", type=image_size, default=(150, 150), metavar="SIZE",
-                   help="resize images to SIZE or HEIGHTxWIDTH pixels (default 150)")
+    p.add_argument("--image-size", type=image_size, default="auto", metavar="SIZE",
+                   help="resize images to SIZE or HEIGHTxWIDTH pixels, or auto: the training images' median "
+                        "size, the larger side capped at 150 (default auto)")
     p.add_argument("--lr", type=positive_float, default=0.0004, help="Adam learning rate (default 0.0004)")
     p.add_argument("--color", choices=COLOR_MODES, default="auto",
                    help="auto: grayscale if every training image is, else rgb (default auto)")
@@ -90,8 +91,11 @@ def build_parser():
                    help="make the run repeatable (default: a random seed, printed and saved)")
     p.add_argument("--threads", type=positive_int, default=None, help="kernel threads (default: all cores)")
     p.add_argument("--out", default="model", help="output folder (default model/)")
-    p.add_argument("--no-augment", action="store_true",
-                   help="train without the random shear/zoom/horizontal flip")
+    p.add_argument("--channels", type=channel_list, default=None, metavar="LIST",
+                   help="keep these channels of each image, numbered from 0 in file order, e.g. 0,2")
+    p.add_argument("--z-projection", choices=Z_PROJECTIONS, default=None,
+                   help="reduce a z-stack (TIFF with a Z axis) to one plane by its max or mean")
+    _augment_args.add_arguments(p)
     p.add_argument("--validation-split", type=fraction, default=None, metavar="F",
                    help="hold out fraction F per class when DATASET has no validation/ folder")
     p.add_argument("--arch", choices=sorted(available_presets()), default="seed",
@@ -142,9 +146,10 @@ def _main(argv):
     _check_out(out, dataset, args)
     resume = _read_checkpoint(out) if args.resume else None
     settings = _settings(args, resume)
-    problem = image_size_problem(settings["arch"], tuple(settings["image_size"]))
-    if problem:
-        raise UsageError(f"--image-size: {problem}")
+    if settings["image_size"] != "auto":
+        problem = image_size_problem(settings["arch"], tuple(settings["image_size"]))
+        if problem:
+            raise UsageError(f"--image-size: {problem}")
     if world is not None:
         settings = world.bcast(settings)  # one seed for all ranks when it is drawn at random
 
@@ -155,6 +160,13 @@ def _main(argv):
     print(f"Reading {dataset}/ ...", flush=True)
     ds = _read_dataset(dataset, args, settings, split_seed, world)
     print(ds.report.summary(dataset))
+    if ds.image_size_reason is not None:
+        print(f"Image size: auto -> {ds.image_size[0]}x{ds.image_size[1]} ({ds.image_size_reason})")
+        settings["image_size"] = list(ds.image_size)
+        problem = image_size_problem(settings["arch"], ds.image_size)
+        if problem:
+            raise RuntimeError(f"--image-size auto chose {ds.image_size[0]}x{ds.image_size[1]}, but {problem}; "
+                               f"pass --image-size")
     if not args.no_check and distributed.is_root():
         _train_extras.warn_about_dataset(dataset, PROG)
     test_items = _train_extras.test_folder(dataset, ds.class_names)
@@ -173,7 +185,7 @@ def _main(argv):
                            f"{', '.join(resume['class_names'])} with different images or preprocessing than "
                            f"{dataset}/ now has; start again with --overwrite")
 
-    augmenter = None if settings["no_augment"] else ImageAugmenter(seed=augment_seed)
+    augmenter = _augment_args.build_augmentation(settings, augment_seed)
     train = ds.batches("train", settings["batch_size"], augmenter=augmenter, seed=shuffle_seed)
     validation = ds.batches("validation", settings["batch_size"]) if len(ds.x_val) else None
     if resume is None:
@@ -216,7 +228,7 @@ def _main(argv):
     print(f"{'Resuming' if resume else 'Training'} {settings['arch']} ({model.count_params():,} parameters) "
           f"from epoch {start + 1} to {settings['epochs']}: batch {settings['batch_size']}, Adam lr "
           f"{settings['lr']:g}{schedule}, "
-          f"{'no augmentation' if augmenter is None else 'shear/zoom/flip augmentation'}, "
+          f"{'no augmentation' if augmenter is None else augmenter.describe()}, "
           f"seed {settings['seed']}, {threads} thread{'s' if threads != 1 else ''}{ranks}", flush=True)
     if class_weight is not None:
         print("Class weights: " + ", ".join(f"{ds.class_names[c]} {w:.3g}" for c, w in class_weight.items()))
@@ -293,20 +305,22 @@ class _EpochCheckpoint(Callback):
 def _read_dataset(dataset, args, settings, split_seed, world):
     """FolderDataset through the image cache (unless --no-cache). Under MPI rank 0 decodes what the cache
     lacks while the others wait, then they read the cache rank 0 wrote."""
-    cache = None
+    folder = None
     root = world is None or world.rank == 0
     if not args.no_cache:
         folder = Path(args.cache) if args.cache else default_cache_dir(dataset)
-        cache = open_cache(folder, tuple(settings["image_size"]), update=root,
-                           stream=sys.stderr if root else open(os.devnull, "w"))  # noqa: SIM115
-    if world is not None and not world.bcast(cache is not None if root else None):
-        cache = None  # rank 0 could not write the cache: every rank decodes into memory
-    if world is not None and not root and cache is not None:
+        if root and not cache_usable(folder, sys.stderr):
+            folder = None
+    if world is not None and not world.bcast(folder is not None if root else None):
+        folder = None  # rank 0 could not write the cache: every rank decodes into memory
+    if world is not None and not root and folder is not None:
         world.barrier()
-    ds = FolderDataset(dataset, image_size=tuple(settings["image_size"]), color=settings["color"],
+    size = settings["image_size"]
+    ds = FolderDataset(dataset, image_size=size if size == "auto" else tuple(size), color=settings["color"],
                        validation_split=settings["validation_split"], seed=split_seed,
-                       progress=_progress if root else None, cache=cache)
-    if world is not None and root and cache is not None:
+                       progress=_progress if root else None, cache=folder, cache_update=root,
+                       channels=settings["channel_select"], z_projection=settings["z_projection"])
+    if world is not None and root and folder is not None:
         world.barrier()
     return ds
 
@@ -322,7 +336,7 @@ _SETTING_KEYS = ("epochs", "batch_size", "image_size", "lr", "color", "seed", "n
                  "arch")
 # Added later: a checkpoint written before them resumes with these values.
 _LATER_SETTINGS = {"schedule": "constant", "patience": None, "class_weight": "none", "accept": 0.95,
-                   "ood_method": DEFAULT_METHOD}
+                   "ood_method": DEFAULT_METHOD, "augment": None, "channel_select": None, "z_projection": None}
 
 
 def _settings(args, resume):
@@ -334,8 +348,11 @@ def _settings(args, resume):
             settings["epochs"] = args.epochs
         return settings
     seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
-    return {"epochs": args.epochs or 20, "batch_size": args.batch_size, "image_size": list(args.image_size),
-            "lr": args.lr, "color": args.color, "seed": seed, "no_augment": args.no_augment,
+    augment = _augment_args.augment_settings(args)
+    size = args.image_size if args.image_size == "auto" else list(args.image_size)
+    return {"epochs": args.epochs or 20, "batch_size": args.batch_size, "image_size": size,
+            "lr": args.lr, "color": args.color, "seed": seed, "no_augment": augment["preset"] == "none",
+            "augment": augment, "channel_select": args.channels, "z_projection": args.z_projection,
             "validation_split": args.validation_split, "arch": args.arch, "schedule": args.schedule,
             "patience": args.patience, "class_weight": args.class_weight, "accept": args.accept,
             "ood_method": args.ood_method}
