@@ -306,6 +306,15 @@ class Sequential(TrainingMixin):
             filepath, {"class_name": "Sequential", "config": self.get_config()}, self.get_compile_config(),
             self.metadata if metadata is None else metadata, self.named_weights(), optimizer_state, overwrite)
 
+    def export(self, filepath, format="onnx", **options):
+        """Keras 3's spelling: `model.export("m.onnx", format="onnx")` writes an ONNX file (needs the onnx
+        package); options: opset, batch, input_layout, fold_batchnorm, ood (see microcnn/onnx_export.py)."""
+        if format != "onnx":
+            raise ValueError(f"format: expected 'onnx', got {format!r}")
+        from .onnx_export import export_model
+
+        return export_model(self, filepath, **options)
+
     def __repr__(self):
         return f"<Sequential name={self.name!r} layers={len(self._layers)}>"
 
