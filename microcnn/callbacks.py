@@ -50,6 +50,12 @@ class Callback:
     def on_test_begin(self, logs=None):
         pass
 
+    def on_test_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_test_batch_end(self, batch, logs=None):
+        pass
+
     def on_test_end(self, logs=None):
         pass
 

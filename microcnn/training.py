@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _seeding
 from ._batches import make_source
-from ._validation import positive_int
+from ._validation import positive_int, shown
 from .callbacks import CallbackList, History
 
 
@@ -104,10 +104,10 @@ class TrainingMixin:
         table = np.ones(classes, dtype=np.float32)
         for key, value in class_weight.items():
             if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key < classes:
-                raise ValueError(f"class_weight: keys must be class indices in [0, {classes}), got {key!r}")
+                raise ValueError(f"class_weight: keys must be class indices in [0, {classes}), got {shown(key)}")
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
                     or not math.isfinite(value) or value < 0:
-                raise ValueError(f"class_weight: weights must be finite numbers >= 0, got {value!r} for class {key}")
+                raise ValueError(f"class_weight: weights must be finite numbers >= 0, got {shown(value)} for class {key}")
             table[int(key)] = value
         return table
 
@@ -184,7 +184,8 @@ class TrainingMixin:
             raise ValueError("x: yielded no batches to evaluate")
         return self._results(totals, return_dict)
 
-    def _run_epoch(self, source, rng, class_weight, training, verbose, desc, callbacks=None):
+    def _run_epoch(self, source, rng, class_weight, training, verbose, desc, callbacks=None, hook="train"):
+        """One pass over `source`; `callbacks` get on_<hook>_batch_begin/end ("train", or "test" for validation)."""
         totals = _Totals(self._metric_names)
         bar = None
         if verbose == 1:
@@ -197,15 +198,15 @@ class TrainingMixin:
                 if yb is None:
                     raise ValueError("x: batches must carry labels, (x, y) or (x, y, sample_weight)")
                 if callbacks is not None:
-                    callbacks.on_train_batch_begin(step, {"batch": step, "size": len(xb)})
+                    getattr(callbacks, f"on_{hook}_batch_begin")(step, {"batch": step, "size": len(xb)})
                 totals.add(*self._batch_step(xb, yb, swb, class_weight, training))
                 logs = totals.logs()
                 if bar is not None:
                     bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
                     bar.update(1)
                 if callbacks is not None:
-                    callbacks.on_train_batch_end(step, logs)
-                    if self.stop_training:
+                    getattr(callbacks, f"on_{hook}_batch_end")(step, logs)
+                    if self.stop_training and hook == "train":
                         break
         finally:
             if bar is not None:
@@ -259,7 +260,9 @@ class TrainingMixin:
                                  f"of (x, y) batches (a one-shot generator needs steps_per_epoch)")
             logs = totals.logs()
             if val is not None:  # also after a stop requested mid-epoch, as Keras: callbacks see val_* logs
-                logs.update(self._run_epoch(val, None, None, False, 0, "Validate").logs("val_"))
+                cbs.on_test_begin({})
+                logs.update(self._run_epoch(val, None, None, False, 0, "Validate", cbs, hook="test").logs("val_"))
+                cbs.on_test_end({})
             logs["lr"] = float(self.optimizer.current_learning_rate())
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}"
