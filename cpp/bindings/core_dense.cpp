@@ -13,22 +13,29 @@ using DenseForwardFn = void (*)(float*, const float*, const float*, const float*
 using DenseBackwardFn = void (*)(float*, float*, float*, const float*, const float*, const float*, int64_t, int64_t,
                                  int64_t);
 
+// The checked x (N,K) and w (K,M) of a dense layer.
+struct DenseArgs {
+  py::array_t<float> x, w;
+  int64_t N, K, M;
+  DenseArgs(const py::handle& x_obj, const py::handle& w_obj) : x(f32(x_obj, "x", 2)), w(f32(w_obj, "w", 2)) {
+    expect_nonempty(x, "x");
+    expect_nonempty(w, "w");
+    expect_dim(w, "w", 0, x.shape(1), "in-features K = x.shape[1]");
+    N = x.shape(0), K = x.shape(1), M = w.shape(1);
+  }
+};
+
 py::array_t<float> dense_forward(DenseForwardFn kernel, const py::handle& x_obj, const py::handle& w_obj,
                                  const py::handle& b_obj, bool relu) {
-  auto x = f32(x_obj, "x", 2);
-  auto w = f32(w_obj, "w", 2);
+  const DenseArgs a(x_obj, w_obj);
   auto b = optional_f32(b_obj, "b", 1);
-  expect_nonempty(x, "x");
-  expect_nonempty(w, "w");
-  expect_dim(w, "w", 0, x.shape(1), "in-features K = x.shape[1]");
-  if (b) expect_dim(*b, "b", 0, w.shape(1), "units M = w.shape[1]");
-  const int64_t N = x.shape(0), K = x.shape(1), M = w.shape(1);
-  auto y = empty_f32({N, M});
+  if (b) expect_dim(*b, "b", 0, a.M, "units M = w.shape[1]");
+  auto y = empty_f32({a.N, a.M});
   float* yp = y.mutable_data();
-  const float *xp = x.data(), *wp = w.data(), *bp = data_or_null(b);
+  const float *xp = a.x.data(), *wp = a.w.data(), *bp = data_or_null(b);
   {
     py::gil_scoped_release release;
-    kernel(yp, xp, wp, bp, N, K, M, relu);
+    kernel(yp, xp, wp, bp, a.N, a.K, a.M, relu);
   }
   return y;
 }
@@ -36,38 +43,18 @@ py::array_t<float> dense_forward(DenseForwardFn kernel, const py::handle& x_obj,
 py::tuple dense_backward(DenseBackwardFn kernel, const py::handle& dy_obj, const py::handle& x_obj,
                          const py::handle& w_obj, bool need_dx, bool need_db, bool need_dw) {
   auto dy = f32(dy_obj, "dy", 2);
-  auto x = f32(x_obj, "x", 2);
-  auto w = f32(w_obj, "w", 2);
-  expect_nonempty(x, "x");
-  expect_nonempty(w, "w");
-  expect_dim(w, "w", 0, x.shape(1), "in-features K = x.shape[1]");
-  const int64_t N = x.shape(0), K = x.shape(1), M = w.shape(1);
-  expect_shape(dy, "dy", {N, M}, "(N, M) from x and w");
-  py::object dx_obj = py::none(), db_obj = py::none();
-  float *dxp = nullptr, *dbp = nullptr;
-  if (need_dx) {
-    auto dx = empty_f32({N, K});
-    dxp = dx.mutable_data();
-    dx_obj = dx;
-  }
-  py::object dw_obj = py::none();
-  float* dwp = nullptr;
-  if (need_dw) {
-    auto dw = empty_f32({K, M});
-    dwp = dw.mutable_data();
-    dw_obj = dw;
-  }
-  if (need_db) {
-    auto db = empty_f32({M});
-    dbp = db.mutable_data();
-    db_obj = db;
-  }
-  const float *dyp = dy.data(), *xp = x.data(), *wp = w.data();
+  const DenseArgs a(x_obj, w_obj);
+  expect_shape(dy, "dy", {a.N, a.M}, "(N, M) from x and w");
+  float *dxp, *dwp, *dbp;
+  py::object dx = optional_output(need_dx, {a.N, a.K}, dxp);
+  py::object dw = optional_output(need_dw, {a.K, a.M}, dwp);
+  py::object db = optional_output(need_db, {a.M}, dbp);
+  const float *dyp = dy.data(), *xp = a.x.data(), *wp = a.w.data();
   {
     py::gil_scoped_release release;
-    kernel(dxp, dwp, dbp, dyp, xp, wp, N, K, M);
+    kernel(dxp, dwp, dbp, dyp, xp, wp, a.N, a.K, a.M);
   }
-  return py::make_tuple(dx_obj, dw_obj, db_obj);
+  return py::make_tuple(dx, dw, db);
 }
 
 void def_dense(py::module_& m, DenseForwardFn forward, DenseBackwardFn backward) {

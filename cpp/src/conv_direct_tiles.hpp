@@ -1,7 +1,7 @@
 // Internal: the SIMD direct-convolution micro-kernels (the contracts of ForwardTile, BackwardTile and StreamCopy
-// in conv_direct.hpp), one template over a vector-traits struct. conv_direct_avx2.cpp and conv_direct_avx512.cpp
-// define their traits in an anonymous namespace and instantiate these there, compiled for their ISA only: an
-// instantiation over an internal-linkage type is internal too, so the linker cannot merge copies across
+// in conv_direct.hpp), one template over a vector-traits struct (cpp/src/simd/<isa>.hpp, in an anonymous
+// namespace). conv_direct_avx2.cpp and conv_direct_avx512.cpp instantiate them, compiled for their ISA only:
+// an instantiation over an internal-linkage type is internal too, so the linker cannot merge copies across
 // targets. (conv_direct_generic.cpp keeps its own loops: it builds on any compiler and target.)
 //
 // Traits V: `reg`, `mask` (lanes of a partial block), `width` (floats per vector), `split_tail` (run whole
@@ -17,6 +17,14 @@
 #include <utility>
 
 #include "conv_direct.hpp"
+#include "conv_direct_pool.hpp"
+
+// GCC's predictive commoning notices that pixel i+1 reads at tap j what pixel i reads at tap j + XS, and
+// carries those scalars across iterations in stack slots: it spills the whole register tile. (Applies to the
+// functions defined below, in the including file.)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-predictive-commoning")
+#endif
 
 namespace microcnn::conv_direct {
 

@@ -1,7 +1,7 @@
-// Internal: the one SIMD micro-kernel, a template over a vector-traits struct. kernel_avx2.cpp and
-// kernel_avx512.cpp each define their traits in an anonymous namespace and instantiate it there, compiled for
-// their ISA only: an instantiation over an internal-linkage type is internal too, so the linker cannot merge
-// the AVX-512 and AVX2 copies. (kernel_generic.cpp keeps plain loops: see its comment.)
+// Internal: the one SIMD micro-kernel, a template over a vector-traits struct (cpp/src/simd/<isa>.hpp, in an
+// anonymous namespace). kernel_avx2.cpp and kernel_avx512.cpp instantiate it, compiled for their ISA only: an
+// instantiation over an internal-linkage type is internal too, so the linker cannot merge the AVX-512 and AVX2
+// copies. (kernel_generic.cpp keeps plain loops the compiler vectorises for any target.)
 //
 // Traits V: `reg` (the vector type), `width` (floats per vector), and static zero(), loadu(p), broadcast(p)
 // (one float to every lane), fmadd(a, b, c) = a*b + c, add(a, b), max(a, b) (returns b where either is NaN,
