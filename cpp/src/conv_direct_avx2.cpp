@@ -3,12 +3,6 @@
 #include "simd/avx2.hpp"
 #include "conv_direct_tiles.hpp"
 
-namespace microcnn::conv_direct {
-
-const Kernels& avx2_kernels() {
-  static const Kernels k =
-      simd_kernels<Avx2, 6, 5>(Isa::avx2, std::make_integer_sequence<int, kMaxPixelStep>{});
-  return k;
+const microcnn::conv_direct::Kernels& microcnn::conv_direct::avx2_kernels() {
+  return simd_kernels_once<Avx2, 6, 5>(Isa::avx2);
 }
-
-}  // namespace microcnn::conv_direct

@@ -3,12 +3,6 @@
 #include "simd/avx512.hpp"
 #include "conv_direct_tiles.hpp"
 
-namespace microcnn::conv_direct {
-
-const Kernels& avx512_kernels() {
-  static const Kernels k =
-      simd_kernels<Avx512, 14, 13>(Isa::avx512, std::make_integer_sequence<int, kMaxPixelStep>{});
-  return k;
+const microcnn::conv_direct::Kernels& microcnn::conv_direct::avx512_kernels() {
+  return simd_kernels_once<Avx512, 14, 13>(Isa::avx512);
 }
-
-}  // namespace microcnn::conv_direct

@@ -171,4 +171,11 @@ Kernels simd_kernels(Isa isa, std::integer_sequence<int, XS...>) {
                  unpool_rows_impl};
 }
 
+// The Kernels of traits V, built once.
+template <class V, int MR, int MAX_TAPS>
+const Kernels& simd_kernels_once(Isa isa) {
+  static const Kernels k = simd_kernels<V, MR, MAX_TAPS>(isa, std::make_integer_sequence<int, kMaxPixelStep>{});
+  return k;
+}
+
 }  // namespace microcnn::conv_direct

@@ -22,7 +22,6 @@ from ._common import (
     parse,
     positive_int,
     run,
-    set_threads,
 )
 
 PROG = "microcnn-predict"
@@ -83,7 +82,6 @@ def collect_images(paths):
 
 def _main(argv):
     args = parse(build_parser(), argv)
-    set_threads(args.threads)
     model_dir = Path(args.model)
     if not model_dir.is_dir():
         raise RuntimeError(f"--model {args.model}: no such model folder (train one with microcnn-train)")

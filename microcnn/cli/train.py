@@ -30,7 +30,6 @@ from ._common import (
     positive_float,
     positive_int,
     run,
-    set_threads,
 )
 from ._training import (
     Tracker,
@@ -99,7 +98,6 @@ def main(argv=None):
 
 def _main(argv):
     args = parse(build_parser(), argv)
-    set_threads(args.threads)
     dataset = Path(args.dataset)
     if not dataset.is_dir():
         raise UsageError(f"DATASET {args.dataset}: no such directory")
