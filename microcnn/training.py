@@ -219,6 +219,7 @@ class TrainingMixin:
             steps_per_epoch=None, validation_steps=None, validation_batch_size=None):
         """Train; returns a History whose .history holds per-epoch loss, metrics, val_* and lr."""
         self._require_compiled("fit")
+        self.ood = None  # a detector fitted on the old weights would no longer match: fit_ood again after
         batch_size = _batch_size(batch_size)
         epochs = int(positive_int("epochs", epochs))
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or not 0 <= initial_epoch:

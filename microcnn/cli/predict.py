@@ -3,6 +3,8 @@
 Directories are walked (hidden files and non-image files skipped); images are decoded exactly as in
 training (the model's `preprocessing`) and predicted in batches. One result per image on stdout; a file
 that cannot be read is named on stderr, the others are still predicted, and the exit status is then 1.
+An image that resembles none of the training images (the model's open-set detector, microcnn/ood.py) is
+reported as unknown, with its nearest class; that is an answer, not an error.
 """
 
 import csv
@@ -14,10 +16,12 @@ import numpy as np
 
 from ..data import preprocess_for_prediction, walk_files
 from ..images import readable_extensions
+from ..input_check import image_kind, kind_differences
 from ._common import (
     EXIT_ERROR,
     EXIT_OK,
     ArgumentParser,
+    fraction,
     help_formatter,
     parse,
     positive_int,
@@ -28,11 +32,17 @@ PROG = "microcnn-predict"
 EPILOG = """\
 output formats:
   text  PATH: CLASS (PROBABILITY), or with --top-k K: PATH: CLASS1 P1, CLASS2 P2, ...
-  json  a list of {"path", "class", "probability", "top_k": [{"class", "probability"}, ...]}
-  csv   path,class,probability[,class_2,probability_2,...]
+        PATH: unknown (nearest: CLASS PROBABILITY) for an image unlike the training images
+  json  a list of {"path", "class", "probability", "top_k": [{"class", "probability"}, ...], "known",
+        "score"}; class and probability are the nearest class's, score is higher for images more like
+        the training images
+  csv   path,class,probability[,class_2,probability_2,...],known,score
 
-exit status: 0 all predicted, 1 some file failed (named on stderr) or the model could not be loaded,
-2 bad command line
+A file whose bit depth, channel count or size differs from the training images' is named in a warning on
+stderr (it is still predicted).
+
+exit status: 0 all predicted (unknown included), 1 some file failed (named on stderr) or the model could
+not be loaded, 2 bad command line
 """
 
 
@@ -45,6 +55,11 @@ def build_parser():
     p.add_argument("--format", choices=("text", "json", "csv"), default="text", help="output format (default text)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (default 32)")
     p.add_argument("--threads", type=positive_int, default=None, help="kernel threads (default: all cores)")
+    p.add_argument("--accept", type=fraction, default=None, metavar="Q",
+                   help="accept the fraction Q of known images (e.g. 0.99: fewer unknown answers, more "
+                        "unfamiliar images named as a class; default: the model's, set by microcnn-train)")
+    p.add_argument("--no-unknown", action="store_true",
+                   help="always name the nearest class (no unknown answer, no known/score fields)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -87,22 +102,36 @@ def _main(argv):
         raise RuntimeError(f"--model {args.model}: no such model folder (train one with microcnn-train)")
     model, class_names, preprocessing = load_trained_model(model_dir)
     k = min(args.top_k, len(class_names))
+    detector = None if args.no_unknown else model.ood
+    if detector is None and not args.no_unknown:
+        print(f"{PROG}: note: {model_dir}: this model has no open-set detector (trained by an older microcnn), "
+              f"so it cannot answer unknown; retrain it to get one", file=sys.stderr)
+    profile = (model.metadata or {}).get("input_profile")
     files, missing = collect_images(args.paths)
     failures = 0
     for path in missing:
         print(f"{PROG}: {path}: no such file or directory", file=sys.stderr)
         failures += 1
-    writer = _Writer(args.format, k, sys.stdout)
+    writer = _Writer(args.format, k, sys.stdout, detector is not None)
     for start in range(0, len(files), args.batch_size):
         x, ok, failed = preprocess_for_prediction(files[start:start + args.batch_size], preprocessing)
         for path, reason in failed:
             print(f"{PROG}: {path}: {reason}", file=sys.stderr)
         failures += len(failed)
+        for path in ok:
+            differences = kind_differences(image_kind(path), profile)
+            if differences:
+                print(f"{PROG}: warning: {path}: unlike the training images: {'; '.join(differences)}",
+                      file=sys.stderr)
         if len(ok):
-            probs = model.predict(x, batch_size=args.batch_size)
-            for path, p in zip(ok, probs):
+            if detector is None:
+                probs = model.predict(x, batch_size=args.batch_size)
+                scores = known = [None] * len(ok)
+            else:
+                probs, scores, known = model.predict_ood(x, batch_size=args.batch_size, accept=args.accept)
+            for path, p, score, is_known in zip(ok, probs, scores, known):
                 order = np.argsort(-p, kind="stable")[:k]
-                writer.write(str(path), [(class_names[i], float(p[i])) for i in order])
+                writer.write(str(path), [(class_names[i], float(p[i])) for i in order], is_known, score)
     writer.close()
     if not files and not missing:
         raise RuntimeError(f"no image files found in {', '.join(args.paths)}")
@@ -112,30 +141,39 @@ def _main(argv):
 class _Writer:
     """Streams results as text or CSV; JSON is written as one list at the end."""
 
-    def __init__(self, fmt, k, stream):
-        self.fmt, self.k, self.stream = fmt, k, stream
+    def __init__(self, fmt, k, stream, open_set):
+        self.fmt, self.k, self.stream, self.open_set = fmt, k, stream, open_set
         self.items = []
         if fmt == "csv":
             self.csv = csv.writer(stream, lineterminator="\n")
             header = ["path", "class", "probability"]
             for i in range(2, k + 1):
                 header += [f"class_{i}", f"probability_{i}"]
-            self.csv.writerow(header)
+            self.csv.writerow(header + (["known", "score"] if open_set else []))
 
-    def write(self, path, ranked):
+    def write(self, path, ranked, known=None, score=None):
+        """`ranked`: [(class, probability)] best first; known/score: the detector's answer (None without)."""
         if self.fmt == "text":
             if self.k == 1:
-                print(f"{path}: {ranked[0][0]} ({ranked[0][1]:.4f})", file=self.stream)
+                answer = f"{ranked[0][0]} ({ranked[0][1]:.4f})"
             else:
-                print(f"{path}: " + ", ".join(f"{c} {p:.4f}" for c, p in ranked), file=self.stream)
+                answer = ", ".join(f"{c} {p:.4f}" for c, p in ranked)
+            if known is not None and not known:
+                answer = "unknown (nearest: " + ", ".join(f"{c} {p:.4f}" for c, p in ranked) + ")"
+            print(f"{path}: {answer}", file=self.stream)
         elif self.fmt == "csv":
             row = [path]
             for c, p in ranked:
                 row += [c, f"{p:.6f}"]
+            if self.open_set:
+                row += ["true" if known else "false", f"{score:.6g}"]
             self.csv.writerow(row)
         else:
-            self.items.append({"path": path, "class": ranked[0][0], "probability": ranked[0][1],
-                               "top_k": [{"class": c, "probability": p} for c, p in ranked]})
+            item = {"path": path, "class": ranked[0][0], "probability": ranked[0][1],
+                    "top_k": [{"class": c, "probability": p} for c, p in ranked]}
+            if self.open_set:
+                item.update(known=bool(known), score=float(score))
+            self.items.append(item)
         self.stream.flush()
 
     def close(self):

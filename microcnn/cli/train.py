@@ -1,8 +1,9 @@
 """microcnn-train DATASET: train a classifier on a folder of labelled images.
 
 Writes to --out (default model/): the model of the epoch with the best validation accuracy (config.json,
-weights.safetensors, with class names and preprocessing in its metadata), history.csv, confusion.csv and,
-with matplotlib, curves.png and confusion.png. Ctrl-C saves a resumable checkpoint in OUT/checkpoint/.
+weights.safetensors, with class names and preprocessing in its metadata; ood.safetensors, the detector of
+unknown images, calibrated on the validation images), history.csv, confusion.csv and, with matplotlib,
+curves.png and confusion.png. Ctrl-C saves a resumable checkpoint in OUT/checkpoint/.
 """
 
 import shutil
@@ -15,8 +16,9 @@ import numpy as np
 from ..augment import ImageAugmenter
 from ..data import COLOR_MODES, FolderDataset
 from ..images import describe
+from ..ood import DEFAULT_METHOD, METHODS
 from ..presets import available_presets
-from . import _report
+from . import _open_set, _report
 from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -85,6 +87,12 @@ def build_parser():
     p.add_argument("--class-weight", choices=("none", "auto"), default="none",
                    help="auto: weight each class by n_images / (n_classes * its images), for imbalanced "
                         "datasets (default none)")
+    p.add_argument("--accept", type=fraction, default=0.95, metavar="Q",
+                   help="calibrate the unknown-image detector to accept the fraction Q of validation images "
+                        "(default 0.95; microcnn-predict --accept changes it later)")
+    p.add_argument("--ood-method", choices=METHODS, default=DEFAULT_METHOD,
+                   help=f"how the detector scores likeness to the training images (default {DEFAULT_METHOD}; "
+                        f"see the README's open-set section)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run saved in OUT/checkpoint/")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the model in a non-empty OUT (only the files this tool writes)")
@@ -142,6 +150,7 @@ def _main(argv):
         "trained_by": MARKER, "class_names": ds.class_names, "preprocessing": ds.preprocessing,
         "arch": settings["arch"], "training": {**settings, "dataset": str(dataset.resolve()),
                                                "augment": augmenter.get_config() if augmenter else None},
+        "input_profile": _open_set.input_profile(dataset, settings["validation_split"], split_seed),
     }
     start = tracker.epochs_completed
     threads = microcnn._core.get_num_threads()
@@ -184,7 +193,8 @@ def _progress(items, total, split):
 _SETTING_KEYS = ("epochs", "batch_size", "image_size", "lr", "color", "seed", "no_augment", "validation_split",
                  "arch")
 # Added later: a checkpoint written before them resumes with these values.
-_LATER_SETTINGS = {"schedule": "constant", "patience": None, "class_weight": "none"}
+_LATER_SETTINGS = {"schedule": "constant", "patience": None, "class_weight": "none", "accept": 0.95,
+                   "ood_method": DEFAULT_METHOD}
 
 
 def _settings(args, resume):
@@ -199,7 +209,8 @@ def _settings(args, resume):
     return {"epochs": args.epochs or 20, "batch_size": args.batch_size, "image_size": list(args.image_size),
             "lr": args.lr, "color": args.color, "seed": seed, "no_augment": args.no_augment,
             "validation_split": args.validation_split, "arch": args.arch, "schedule": args.schedule,
-            "patience": args.patience, "class_weight": args.class_weight}
+            "patience": args.patience, "class_weight": args.class_weight, "accept": args.accept,
+            "ood_method": args.ood_method}
 
 
 def _is_ours(folder):
@@ -262,6 +273,7 @@ def _finish(model, ds, tracker, out, metadata, validation):
     metadata = {**metadata, "training": {**metadata["training"], "epochs_completed": tracker.epochs_completed,
                                           "best_epoch": best_epoch, "best": tracker.best}}
     out.mkdir(parents=True, exist_ok=True)
+    _open_set.fit_detector(model, ds, validation, metadata["training"])
     model.save(out, metadata=metadata, include_optimizer=False)
     _report.write_atomic(out / "history.csv", _report.history_csv(tracker.history))
     matrix = None
