@@ -2,6 +2,10 @@
 
 import os as _os
 
+from ._startup import quiet_interrupt_at_startup as _quiet_interrupt_at_startup
+
+_quiet_interrupt_at_startup()  # first: a Ctrl-C while the command-line tools load is one line, not a traceback
+
 # OpenMP threads that finish a kernel early sleep instead of spinning (libgomp reads this when _core loads
 # it). On a machine whose cores are also busy with other work, spinning threads took the CPU time the
 # still-working thread needed: a 2-thread training step ran twice as slow as a 1-thread one. An explicit

@@ -27,9 +27,21 @@ def fsync_dir(path):
         os.close(fd)
 
 
+@contextlib.contextmanager
+def naming(path):
+    """An OSError raised without a file name (ENOSPC from write() or fsync()) gets `path`, so the message
+    says where: "[Errno 28] No space left on device: 'model/weights.safetensors'"."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise type(e)(e.errno, e.strerror or os.strerror(e.errno), os.fspath(path)) from None
+        raise
+
+
 def write_synced(path, data):
     """Create or truncate `path` with `data` (bytes) and fsync it; not atomic by itself (for staging areas)."""
-    with open(path, "wb") as f:
+    with naming(path), open(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -59,5 +71,5 @@ def write_atomic(path, data):
     """Replace `path` with `data` (bytes, or str written as UTF-8) atomically."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    with replacing(path) as tmp, open(tmp, "wb") as f:
+    with naming(path), replacing(path) as tmp, open(tmp, "wb") as f:
         f.write(data)

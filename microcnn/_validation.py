@@ -23,8 +23,14 @@ def positive_int(name, value):
     return int(value)
 
 
-def int_pair(name, value):
-    """An int or a pair of ints (height, width), all >= 1 -> tuple of two ints."""
+# Largest kernel, pooling window or stride along one axis (the kernels' bindings enforce the same bound,
+# kMaxWindow in cpp/bindings/core_checks.hpp): far above any image network's, and small enough that no index
+# product in the kernels can overflow.
+MAX_WINDOW = 1 << 16
+
+
+def int_pair(name, value, maximum=None):
+    """An int or a pair of ints (height, width), all >= 1 (and <= maximum) -> tuple of two ints."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value, value)
     if not isinstance(value, (tuple, list)) or len(value) != 2:
@@ -32,6 +38,8 @@ def int_pair(name, value):
     for v in value:
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
             _fail(ValueError, name, "a positive integer or a tuple of 2 positive integers", value)
+        if maximum is not None and v > maximum:
+            _fail(ValueError, name, f"integers <= {maximum}", value)
     return (int(value[0]), int(value[1]))
 
 

@@ -42,6 +42,16 @@ class Callback:
     def on_test_end(self, logs=None): ...
 
 
+class TerminateOnNaN(Callback):
+    """Stop training as soon as the running loss is NaN or infinite (Keras's TerminateOnNaN)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: invalid loss {loss}, terminating training")
+            self.model.stop_training = True
+
+
 class CallbackList:
     """Dispatches each hook to every callback, in the order given."""
 

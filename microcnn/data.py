@@ -81,6 +81,18 @@ def _scan_split(folder, class_names=None):
     return found, non_images
 
 
+def printable_name(name):
+    """A file name for one line of output: control characters (a newline in a name) as escapes."""
+    text = str(name)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return "".join(repr(c)[1:-1] if ord(c) < 32 or ord(c) == 127 else c for c in text)
+    return text
+
+
+def _holds_class_dirs(folder):
+    return folder.is_dir() and bool(_list_class_dirs(folder))
+
+
 def scan(directory, validation_split=None, seed=0):
     """Finds the layout and files. Returns (class_names, {"train": [(path, label)], "validation": [...]},
     non_image_paths). validation_split: fraction held out when DIR has no validation folder (default 0.2
@@ -90,9 +102,11 @@ def scan(directory, validation_split=None, seed=0):
         raise DatasetError(f"{root}: not a directory")
     if validation_split is not None and not 0 < validation_split < 1:
         raise DatasetError(f"validation_split: expected a fraction between 0 and 1, got {validation_split}")
+    # train/ and validation/ are layout folders only when they hold class folders; a folder of images named
+    # "train" or "val" in a DIR/<class>/ dataset is a class like any other.
     train_dir = root / "train"
-    val_dir = next((root / n for n in VALIDATION_DIR_NAMES if (root / n).is_dir()), None)
-    if train_dir.is_dir():
+    val_dir = next((root / n for n in VALIDATION_DIR_NAMES if _holds_class_dirs(root / n)), None)
+    if _holds_class_dirs(train_dir):
         train, non_images = _scan_split(train_dir)
         if val_dir is not None and validation_split is not None:
             raise DatasetError(f"{root}: has a {val_dir.name}/ folder, so validation_split does not apply; "
@@ -144,7 +158,7 @@ class LoadReport:
 
     def summary(self, root=None):
         def rel(p):
-            return os.path.relpath(p, root) if root is not None else str(p)
+            return printable_name(os.path.relpath(p, root) if root is not None else p)
 
         n_train, n_val = sum(self.counts["train"]), sum(self.counts["validation"])
         lines = [(f"Found {n_train + n_val} images in {len(self.class_names)} classes "
@@ -264,28 +278,55 @@ class BatchIterator:
         self.shuffle = shuffle
         self.augmenter = augmenter
         self.rng = np.random.default_rng(seed)
+        # Where the iteration is, for a checkpoint at any point (see get_state): epochs begun, the shuffle
+        # generator's state when the current one began, and the augmenter's state before its latest batch.
+        self.epochs_begun = 0
+        self._epoch_start = self.rng.bit_generator.state
+        self._augment_before = (0, None)
+        self._skip = 0
+        self._pending = None  # a state from set_state that no iteration has continued yet
 
     def __len__(self):
         return (len(self.x) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
         n = len(self.x)
+        self._pending = None
+        self._epoch_start = self.rng.bit_generator.state
+        self.epochs_begun += 1
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
-        for start in range(0, n, self.batch_size):
+        first, self._skip = self._skip, 0
+        for i, start in enumerate(range(first * self.batch_size, n, self.batch_size), first):
             idx = np.sort(order[start:start + self.batch_size])  # sorted: sequential reads, same set
             xb = self.x[idx]
             xb = images.scale_8bit(xb) if xb.dtype == np.uint8 else np.ascontiguousarray(xb)
             if self.augmenter is not None:
+                self._augment_before = (i, self.augmenter.get_state())
                 xb = self.augmenter(xb)
             yield xb, self.y[idx]
 
-    def get_state(self):
-        """Generator states (shuffle, augmentation) for a resumable checkpoint."""
-        return {"shuffle": self.rng.bit_generator.state,
-                "augment": self.augmenter.get_state() if self.augmenter is not None else None}
+    def get_state(self, batches_done=None):
+        """The generator states (shuffle, augmentation) that continue the iteration after `batches_done`
+        batches of the current epoch (None: between epochs), for a resumable checkpoint."""
+        if self._pending is not None:  # restored, then stopped again before continuing: the same place
+            return dict(self._pending)
+        augment = self.augmenter.get_state() if self.augmenter is not None else None
+        if batches_done is None:
+            return {"epoch": self.epochs_begun, "batches_done": 0, "shuffle": self.rng.bit_generator.state,
+                    "augment": augment}
+        index, before = self._augment_before
+        if self.augmenter is not None and index == batches_done and before is not None:
+            augment = before  # that batch was drawn but its step never applied: it is drawn again
+        return {"epoch": self.epochs_begun - 1, "batches_done": int(batches_done), "shuffle": self._epoch_start,
+                "augment": augment}
 
     def set_state(self, state):
+        """Continue from get_state(): the next iteration replays the epoch's shuffle and starts after the
+        batches already done."""
+        self._pending = dict(state)
         self.rng.bit_generator.state = state["shuffle"]
+        self.epochs_begun = int(state.get("epoch", 0))
+        self._skip = int(state.get("batches_done", 0))
         if self.augmenter is not None and state.get("augment") is not None:
             self.augmenter.set_state(state["augment"])
 

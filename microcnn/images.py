@@ -19,6 +19,8 @@ The rule, stored as the model's `preprocessing` dict and applied again by `micro
 """
 
 import contextlib
+import os
+import stat
 import warnings
 
 import numpy as np
@@ -26,6 +28,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 PREPROCESSING_VERSION = 1
 HIGH_DEPTH_PERCENTILES = (0.1, 99.9)
+REDUCE_ABOVE_PIXELS = 16_000_000  # larger images are box-reduced right after decoding (_reduce_large)
+_SCALED_LIMIT = 1e4  # bound of a scaled high-bit-depth value (normal images give about [0, 1])
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
 _TYPE_MAX = {"I": 2.0**31 - 1, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
@@ -68,6 +72,9 @@ def decode(path, image_size):
     Pillow's own warnings are left to the caller (see quiet_decoder_warnings)."""
     height, width = image_size
     try:
+        # Only regular files: opening a FIFO named *.png would wait forever for a writer.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ImageDecodeError("not a regular file (a FIFO, socket or device); skipped")
         with Image.open(path) as im:
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that (and raises above); treat both as a
             # possible decompression bomb and skip the file, whatever the warning filters say.
@@ -81,9 +88,10 @@ def decode(path, image_size):
                 # (square: EXIF may rotate): several times faster for camera-sized JPEGs.
                 side = max(height, width)
                 im.draft(im.mode, (side, side))
-            im = ImageOps.exif_transpose(im)
+            ImageOps.exif_transpose(im, in_place=True)  # in place: no second copy of a large image
             im.load()
-            return _resize(im, height, width)
+            source_mode = im.mode
+            return _resize(_reduce_large(im, height, width), height, width, source_mode)
     except Image.DecompressionBombError as e:
         raise ImageDecodeError(f"too large for Pillow's decompression-bomb limit ({e})") from None
     except UnidentifiedImageError:
@@ -118,13 +126,33 @@ def decode_many(paths, image_size, progress=None):
         return list(progress(results, len(paths)) if progress else results)
 
 
-def _resize(im, height, width):
+def _reduce_large(im, height, width):
+    """An image above REDUCE_ABOVE_PIXELS, box-averaged by the largest integer factor that keeps it at least
+    twice the target size: the steps after decoding (array copies, channel checks, resampling) then work on a
+    small image, so an 81-megapixel PNG needs about its decoded size in memory instead of several times it.
+    Smaller images are untouched."""
+    factor = min(im.width // (2 * width), im.height // (2 * height))
+    if im.width * im.height <= REDUCE_ABOVE_PIXELS or factor < 2:
+        return im
+    if im.mode in ("L", "LA", "RGB", "RGBA", "CMYK", "I", "F"):
+        return im.reduce(factor)
+    if im.mode.startswith("I;16"):  # Pillow cannot reduce these: block means, a band of rows at a time
+        rows, cols = im.height // factor, im.width // factor
+        out = np.empty((rows, cols), np.float32)
+        for r in range(rows):  # (np.asarray of the whole image would hold two more copies of it)
+            band = np.asarray(im.crop((0, r * factor, cols * factor, (r + 1) * factor))).astype(np.float32)
+            out[r] = band.reshape(factor, cols, factor).mean(axis=(0, 2))
+        return Image.fromarray(out, "F")
+    return im
+
+
+def _resize(im, height, width, source_mode=None):
     mode = im.mode
     if mode in _HIGH_DEPTH_MODES:
         raw = np.asarray(im).astype(np.float32)
         raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
         resized = Image.fromarray(raw).resize((width, height), Image.Resampling.BILINEAR)
-        return DecodedImage(np.asarray(resized, np.float32)[:, :, None].copy(), mode)
+        return DecodedImage(np.asarray(resized, np.float32)[:, :, None].copy(), source_mode or mode)
     if mode == "1":
         im = im.convert("L")
     elif mode == "LA":
@@ -166,20 +194,29 @@ def high_depth_range(arrays):
     computed on at most ~8M evenly strided values so a large dataset costs little and stays deterministic."""
     flat = np.concatenate([a.reshape(-1) for a in arrays])
     step = max(1, flat.size // 8_000_000)
-    low, high = np.percentile(flat[::step], HIGH_DEPTH_PERCENTILES)
+    low, high = np.percentile(flat[::step].astype(np.float64), HIGH_DEPTH_PERCENTILES)  # no f32 overflow
     low, high = float(low), float(high)
     if not high > low:
-        high = low + 1.0
+        high = low + max(1.0, abs(low) * 1e-6)  # + 1.0 alone vanishes next to a value like 3e38
     return low, high
 
 
 def scale_high_depth(pixels, mode, preprocessing):
     """float32 raw values -> float32 scaled by the rule in the module docstring."""
     rng = preprocessing.get("high_depth_range")
-    if rng is not None:
-        low, high = rng
-        return (pixels - np.float32(low)) * np.float32(1.0 / (high - low))
-    return pixels * np.float32(1.0 / _TYPE_MAX.get(mode, 1.0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        if rng is not None:
+            low, high = rng
+            scaled = (pixels - np.float32(low)) * np.float32(1.0 / (high - low))
+        else:
+            low, high = 0.0, _TYPE_MAX.get(mode, 1.0)
+            scaled = pixels * np.float32(1.0 / high)
+    if not np.isfinite(scaled).all():
+        # Float images may hold values near float32's limit (+-3.4e38), where the subtraction overflows: redo
+        # it in float64; the result is bounded, so an extreme pixel is a large input, never Inf or NaN.
+        scaled = (pixels.astype(np.float64) - low) / (float(high) - float(low))
+        scaled = np.clip(np.nan_to_num(scaled, nan=0.0), -_SCALED_LIMIT, _SCALED_LIMIT).astype(np.float32)
+    return np.clip(scaled, -_SCALED_LIMIT, _SCALED_LIMIT, out=scaled)
 
 
 def to_model_input(decoded, preprocessing):

@@ -350,7 +350,12 @@ def _load_detector(saved):
 
 def load_model(dirpath, compile=True):
     """Rebuild a model saved with `model.save(dirpath)`: architecture, weights, `model.metadata`, and (with
-    compile=True) the compiled optimizer, loss and metrics with the optimizer state for resuming."""
+    compile=True) the compiled optimizer, loss and metrics with the optimizer state for resuming. A save by
+    another process into the same directory meanwhile is waited for (see modelfile.read_consistently)."""
+    return modelfile.read_consistently(os.fspath(dirpath), lambda: _load_model_once(dirpath, compile))
+
+
+def _load_model_once(dirpath, compile):
     saved = modelfile.SavedModel(dirpath)
     config = saved.config
     # The weights are read next: skip the random initialisation (time, and draws from the global generator).

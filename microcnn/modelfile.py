@@ -32,6 +32,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 import uuid
 
 import numpy as np
@@ -185,6 +186,27 @@ def _read_bytes(path):
         return f.read()
 
 
+class MixedSaveError(ValueError):
+    """The files read belong to different saves (as while another process saves into the directory)."""
+
+
+LOAD_ATTEMPTS = 20
+
+
+def read_consistently(dirpath, read):
+    """read() -> its result. A save by another process moves files while they are read: a file that vanishes,
+    or files of two saves, mean a save was rolling forward, so read() starts again (up to LOAD_ATTEMPTS times,
+    a few milliseconds apart) and returns what one committed save holds, whole."""
+    for attempt in range(LOAD_ATTEMPTS):
+        try:
+            return read()
+        except (FileNotFoundError, MixedSaveError):
+            if attempt == LOAD_ATTEMPTS - 1 or not os.path.isdir(dirpath):
+                raise
+            time.sleep(0.005 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def fail(path, problem):
     """Raise the ValueError for bad content: "<path>: <problem>"."""
     raise ValueError(f"{path}: {problem}")
@@ -193,8 +215,10 @@ def fail(path, problem):
 def _read_config(path):
     try:
         config = json.loads(_read_bytes(path).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also a number too long to convert
         fail(path, f"not valid JSON ({exc})")
+    except RecursionError:
+        fail(path, "not valid JSON (nested too deeply)")
     if not isinstance(config, dict):
         fail(path, f"expected a JSON object, got {type(config).__name__}")
     if config.get("format") != FORMAT:
@@ -239,8 +263,8 @@ def _read_safetensors(path, save_id, content):
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("content") != content:
         fail(path, f"not a microcnn {content} file (metadata {meta!r})")
     if save_id is not None and meta.get("save_id") != save_id:
-        fail(path, f"belongs to a different save than {CONFIG} (save id {meta.get('save_id')!r}, "
-                   f"expected {save_id!r}): the directory mixes files of two saves")
+        raise MixedSaveError(f"{path}: belongs to a different save than {CONFIG} (save id "
+                             f"{meta.get('save_id')!r}, expected {save_id!r}): the directory mixes files of two saves")
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
@@ -264,6 +288,14 @@ def check_tensors(path, tensors, expected, what="the model in config.json"):
             fail(path, f"tensor {name!r} has dtype {value.dtype}, expected {np.dtype(dtype)}")
         if tuple(value.shape) != tuple(shape):
             fail(path, f"tensor {name!r} has shape {tuple(value.shape)}, but {what} needs {tuple(shape)}")
+        check_finite(path, name, value)
+
+
+def check_finite(path, name, value):
+    if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+        bad = int(np.count_nonzero(~np.isfinite(value)))
+        fail(path, f"tensor {name!r} holds {bad} non-finite value(s) (NaN or Inf): the file is damaged or was "
+                   f"saved from a diverged training run")
 
 
 class SavedModel:
@@ -303,6 +335,7 @@ class SavedModel:
         for name, value in state.items():
             if name != "iterations" and value.dtype != np.float32:
                 fail(self.optimizer_path, f"tensor {name!r} has dtype {value.dtype}, expected float32")
+            check_finite(self.optimizer_path, name, value)
         return state, layer_state
 
 

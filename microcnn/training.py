@@ -45,11 +45,21 @@ class _Totals:
         self.loss = 0.0
         self.correct = 0
         self.count = 0
+        self.batches = 0
 
     def add(self, loss, correct, count):
         self.loss += loss * count
         self.correct += correct
         self.count += count
+        self.batches += 1
+
+    def get_state(self):
+        return {"loss": self.loss, "correct": self.correct, "count": self.count, "batches": self.batches}
+
+    def set_state(self, state):
+        if state:
+            self.loss, self.correct = float(state["loss"]), int(state["correct"])
+            self.count, self.batches = int(state["count"]), int(state["batches"])
 
     def logs(self, prefix=""):
         if self.count == 0:
@@ -111,8 +121,9 @@ class TrainingMixin:
             table[int(key)] = value
         return table
 
-    def _batch_step(self, x, y, sample_weight, class_weight, training):
-        """One batch: -> (loss, number correct, batch size). Training also updates the weights."""
+    def _batch_step(self, x, y, sample_weight, class_weight, training, totals=None):
+        """One batch: -> (loss, number correct, batch size). Training also updates the weights, and adds the
+        batch to `totals` under the same Ctrl-C deferral, so the running totals always match the weights."""
         x = self._prepare_x(x)
         labels = self.loss.prepare_labels(y, self.output_shape[-1])
         if len(labels) != len(x):
@@ -122,16 +133,20 @@ class TrainingMixin:
         try:
             outputs = self._forward(x, training, logits)
             loss, probs, doutputs = self.loss(outputs, labels, weights, outputs_are_logits=logits)
+            correct = int(np.count_nonzero(np.argmax(probs, axis=1) == self.loss.class_indices(labels)))
             if training:
                 grads_and_vars, names = self._backward(doutputs)
                 with _defer_keyboard_interrupt():
                     self.optimizer.apply_gradients(grads_and_vars, names)
                     for layer in self._layers:
                         layer.commit_step()
+                    if totals is not None:
+                        totals.add(float(loss), correct, len(x))
+            elif totals is not None:
+                totals.add(float(loss), correct, len(x))
         except BaseException:
             self._current_plan().clear()
             raise
-        correct = int(np.count_nonzero(np.argmax(probs, axis=1) == self.loss.class_indices(labels)))
         return float(loss), correct, len(x)
 
     def _backward(self, doutputs):
@@ -187,6 +202,9 @@ class TrainingMixin:
     def _run_epoch(self, source, rng, class_weight, training, verbose, desc, callbacks=None, hook="train"):
         """One pass over `source`; `callbacks` get on_<hook>_batch_begin/end ("train", or "test" for validation)."""
         totals = _Totals(self._metric_names)
+        if training:  # a resumed epoch continues its running totals (see microcnn/resume.py)
+            totals.set_state(self.__dict__.pop("_resume_epoch_totals", None))
+            self._epoch_totals = totals
         bar = None
         if verbose == 1:
             from tqdm.auto import tqdm
@@ -199,7 +217,7 @@ class TrainingMixin:
                     raise ValueError("x: batches must carry labels, (x, y) or (x, y, sample_weight)")
                 if callbacks is not None:
                     getattr(callbacks, f"on_{hook}_batch_begin")(step, {"batch": step, "size": len(xb)})
-                totals.add(*self._batch_step(xb, yb, swb, class_weight, training))
+                self._batch_step(xb, yb, swb, class_weight, training, totals)
                 logs = totals.logs()
                 if bar is not None:
                     bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
@@ -268,7 +286,8 @@ class TrainingMixin:
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}"
                                                                for k, v in logs.items()), flush=True)
-            cbs.on_epoch_end(epoch, logs)
+            with _defer_keyboard_interrupt():  # all callbacks see the epoch end, or none (resumable state)
+                cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
         cbs.on_train_end({})

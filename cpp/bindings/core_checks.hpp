@@ -85,8 +85,31 @@ inline uint64_t index_mod64(const py::handle& obj, const char* name) {
   return static_cast<uint64_t>(v);
 }
 
+// Largest kernel extent or stride along one axis. Far above any image network's (the training CLI caps images at
+// 8192 pixels a side), and small enough that every index product the kernels form -- stride*C, (H+R)*W*C,
+// (P-1)*stride + R, ... -- stays far inside int64 for any array that fits in memory.
+constexpr long long kMaxWindow = 1LL << 16;
+
+// a*b*... of non-negative sizes, or a ValueError naming `what` when the product exceeds 2^62 (no signed overflow:
+// each step is checked before it is taken).
+inline int64_t checked_product(std::initializer_list<int64_t> sizes, const std::string& what) {
+  int64_t product = 1;
+  for (int64_t v : sizes) {
+    if (__builtin_mul_overflow(product, v, &product) || product > (int64_t{1} << 62))
+      value_error(what + ": the sizes are too large (their product exceeds 2^62 elements)");
+  }
+  return product;
+}
+
+inline void expect_window(long long v, const char* name, const char* what) {
+  if (v > kMaxWindow)
+    value_error(std::string(name) + ": expected a " + what + " <= " + std::to_string(kMaxWindow) + ", got " +
+                std::to_string(v));
+}
+
 // The geometry of a conv or pooling layer from validated sizes: strides >= 1, a known padding, and a kernel
 // no larger than the (padded) input. kernel_h / kernel_w name the arguments that carry the kernel height/width.
+// Kernel extents and strides are bounded by kMaxWindow and the sizes the kernels index with are checked products.
 inline ConvShape conv_geometry(py::ssize_t N, py::ssize_t H, py::ssize_t W, py::ssize_t C, py::ssize_t K,
                                long long R, long long S, long long stride_h, long long stride_w,
                                const std::string& padding, const char* kernel_h, const char* kernel_w) {
@@ -94,6 +117,10 @@ inline ConvShape conv_geometry(py::ssize_t N, py::ssize_t H, py::ssize_t W, py::
   if (S < 1) value_error(std::string(kernel_w) + ": expected a kernel width >= 1, got " + std::to_string(S));
   expect_stride(stride_h, "stride_h");
   expect_stride(stride_w, "stride_w");
+  expect_window(R, kernel_h, "kernel height");
+  expect_window(S, kernel_w, "kernel width");
+  expect_window(stride_h, "stride_h", "stride");
+  expect_window(stride_w, "stride_w", "stride");
   const Padding pad = parse_padding(padding);
   // "same" always yields at least one output; "valid" needs the kernel to fit inside the input.
   if (pad == Padding::Valid && R > H)
@@ -102,7 +129,14 @@ inline ConvShape conv_geometry(py::ssize_t N, py::ssize_t H, py::ssize_t W, py::
   if (pad == Padding::Valid && S > W)
     value_error(std::string(kernel_w) + ": expected a kernel width <= the input width " + std::to_string(W) +
                 " with padding \"valid\", got " + std::to_string(S));
-  return make_conv_shape(N, H, W, C, K, R, S, stride_h, stride_w, pad);
+  const ConvShape s = make_conv_shape(N, H, W, C, K, R, S, stride_h, stride_w, pad);
+  // Every buffer and index extent the kernels form: input with its padding, output, weights, im2col rows.
+  checked_product({N, s.H + s.R, s.W + s.S, C}, "x");
+  checked_product({N, s.P, s.Q, K}, "the output (N,P,Q,K)");
+  checked_product({s.R, s.S, C, K}, std::string(kernel_h));
+  checked_product({s.N, s.P, s.Q, s.R, s.S}, "the im2col rows (N*P*Q, R*S)");
+  checked_product({s.stride_h, s.W + s.S, C}, "the input row step stride_h*W*C");
+  return s;
 }
 
 // The checked x (N,H,W,C) and w (R,S,C,K) of a convolution and their geometry, as every conv binding takes them.

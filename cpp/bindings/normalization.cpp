@@ -56,7 +56,9 @@ std::vector<py::ssize_t> nhwc_shape(const py::handle& obj) {
   for (auto item : seq) {
     if (!py::isinstance<py::int_>(item))
       type_error("x_shape: expected ints, got " + py::str(py::type::of(item).attr("__name__")).cast<std::string>());
-    const long long v = item.cast<long long>();
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(item.ptr(), &overflow);
+    if (overflow) value_error("x_shape: expected sizes that fit in 64 bits, got " + py::str(item).cast<std::string>());
     expect_positive(v, "x_shape item");
     shape.push_back(static_cast<py::ssize_t>(v));
     total *= static_cast<double>(v);

@@ -54,13 +54,22 @@ def image_size(text):
         values = []
     if len(values) not in (1, 2) or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHTxWIDTH in pixels, e.g. 150 or 120x160, got {text!r}")
+    from ._metadata import MAX_IMAGE_SIDE
+
+    if max(values) > MAX_IMAGE_SIDE:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_IMAGE_SIDE} pixels a side, got {text!r}")
     return (values[0], values[-1])
+
+
+MAX_THREADS = 4096
 
 
 def set_threads(n):
     if n is not None:
         from .. import _core
 
+        if n > MAX_THREADS:
+            raise UsageError(f"--threads: expected a thread count from 1 to {MAX_THREADS}, got {n}")
         _core.set_num_threads(n)
 
 
@@ -72,12 +81,25 @@ def parse(parser, argv):
     return args
 
 
-def run(prog, body, argv, debug_flag="--debug"):
+def run(prog, body, argv, debug_flag="--debug", keep_going_without_stdout=False):
     """Runs body(argv) -> exit status; turns exceptions into one line on stderr and a status:
-    UsageError 2, Ctrl-C 130, anything else 1 (with a traceback only under --debug)."""
+    UsageError 2, Ctrl-C 130, anything else 1 (with a traceback only under --debug). A reader of stdout that
+    goes away ends the command quietly, or with keep_going_without_stdout (training) is ignored."""
+    import signal
+
+    from . import _safety
+
     debug = debug_flag in (argv if argv is not None else sys.argv[1:])
+    if threading_is_main() and signal.getsignal(signal.SIGINT) is not signal.default_int_handler \
+            and getattr(signal.getsignal(signal.SIGINT), "__qualname__", "").startswith("quiet_interrupt"):
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the start-up handler's job is done
+    if keep_going_without_stdout:
+        _safety.tolerate_closed_stdout()
     try:
         return body(argv)
+    except BrokenPipeError:
+        _safety.TolerantStream(sys.stdout)._failed()  # nothing more reaches the reader, not even at exit
+        return EXIT_OK
     except UsageError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -91,6 +113,12 @@ def run(prog, body, argv, debug_flag="--debug"):
             traceback.print_exc()
         print(f"{prog}: error: {describe_error(e)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def threading_is_main():
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def describe_error(e):

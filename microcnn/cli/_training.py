@@ -5,6 +5,8 @@ import math
 import sys
 import time
 
+import numpy as np
+
 from ..callbacks import Callback
 
 
@@ -171,3 +173,62 @@ class Tracker(Callback):
             return acc > self.best["val_accuracy"]
         best_loss = self.best["val_loss"]
         return math.isfinite(loss) and (best_loss is None or loss < best_loss)
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a NaN or infinite loss or weight."""
+
+
+class StopOnNonFinite(Callback):
+    """Raises NonFiniteError at the first non-finite running loss, or at an epoch end whose weights are not all
+    finite, before any later callback can keep those weights. Without validation (where the Tracker keeps the
+    best epoch's weights) it keeps a copy of the weights of the last finite epoch in `last_good`."""
+
+    def __init__(self, keep_last_good):
+        super().__init__()
+        self.keep_last_good = keep_last_good
+        self.last_good = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise NonFiniteError(f"the training loss became {loss} in epoch {self.epoch + 1}, batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        bad = [name for name, w in self.model.named_weights().items() if not np.isfinite(w).all()]
+        if bad:
+            raise NonFiniteError(f"the weights became non-finite (NaN or Inf) in epoch {epoch + 1} ({bad[0]})")
+        for key in ("val_loss",):
+            if key in (logs or {}) and not math.isfinite(logs[key]):
+                raise NonFiniteError(f"the validation loss became {logs[key]} in epoch {epoch + 1}")
+        if self.keep_last_good:
+            self.last_good = self.model.get_weights()
+
+
+def image_size_problem(arch, size, channels=1):
+    """None when the preset `arch` takes images of size (H, W), else a sentence giving the smallest size it
+    takes (its pooling layers need a minimum). Builds without random draws or lasting layer names."""
+    from ..layers import base
+    from ..presets import build_model
+
+    def fits(h, w):
+        counts = dict(base._NAME_COUNTS)
+        try:
+            with base.skip_initialization():
+                build_model(arch, (h, w, channels), 2)
+            return True
+        except ValueError:
+            return False
+        finally:
+            base._NAME_COUNTS.clear()
+            base._NAME_COUNTS.update(counts)
+
+    if fits(*size):
+        return None
+    smallest = next((s for s in range(1, 257) if fits(max(s, size[0]), max(s, size[1]))), None)
+    need = f"at least {smallest}x{smallest} pixels" if smallest else "larger images"
+    return f"the {arch} architecture needs images of {need}, got {size[0]}x{size[1]}"

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..data import preprocess_for_prediction, walk_files
+from ..data import printable_name as escape
 from ..images import readable_extensions
 from ..input_check import image_kind, kind_differences
+from . import _metadata
 from ._common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -74,10 +76,12 @@ def load_trained_model(path):
 
     model = load_model(path, compile=False)
     meta = model.metadata or {}
-    if "class_names" not in meta or "preprocessing" not in meta:
-        raise RuntimeError(f"{path}: this model has no class names/preprocessing in its metadata; "
+    config = Path(path) / "config.json"
+    if "class_names" not in meta and "preprocessing" not in meta:
+        raise RuntimeError(f"{config}: this model has no class names or preprocessing in its metadata; "
                            f"was it trained with microcnn-train?")
-    return model, list(meta["class_names"]), meta["preprocessing"]
+    names = _metadata.check_class_names(meta, config, model.output_shape[-1])
+    return model, list(names), _metadata.check_preprocessing(meta, config, model.input_shape[1:])
 
 
 def collect_images(paths):
@@ -110,18 +114,18 @@ def _main(argv):
     files, missing = collect_images(args.paths)
     failures = 0
     for path in missing:
-        print(f"{PROG}: {path}: no such file or directory", file=sys.stderr)
+        print(f"{PROG}: {escape(path)}: no such file or directory", file=sys.stderr)
         failures += 1
     writer = _Writer(args.format, k, sys.stdout, detector is not None)
     for start in range(0, len(files), args.batch_size):
         x, ok, failed = preprocess_for_prediction(files[start:start + args.batch_size], preprocessing)
         for path, reason in failed:
-            print(f"{PROG}: {path}: {reason}", file=sys.stderr)
+            print(f"{PROG}: {escape(path)}: {reason}", file=sys.stderr)
         failures += len(failed)
         for path in ok:
             differences = kind_differences(image_kind(path), profile)
             if differences:
-                print(f"{PROG}: warning: {path}: unlike the training images: {'; '.join(differences)}",
+                print(f"{PROG}: warning: {escape(path)}: unlike the training images: {'; '.join(differences)}",
                       file=sys.stderr)
         if len(ok):
             if detector is None:
@@ -130,6 +134,11 @@ def _main(argv):
             else:
                 probs, scores, known = model.predict_ood(x, batch_size=args.batch_size, accept=args.accept)
             for path, p, score, is_known in zip(ok, probs, scores, known):
+                if not np.isfinite(p).all():
+                    print(f"{PROG}: {escape(path)}: the model gave non-finite scores for this image (its values are "
+                          f"beyond what the network can compute with)", file=sys.stderr)
+                    failures += 1
+                    continue
                 order = np.argsort(-p, kind="stable")[:k]
                 writer.write(str(path), [(class_names[i], float(p[i])) for i in order], is_known, score)
     writer.close()
@@ -154,6 +163,7 @@ class _Writer:
     def write(self, path, ranked, known=None, score=None):
         """`ranked`: [(class, probability)] best first; known/score: the detector's answer (None without)."""
         if self.fmt == "text":
+            path = escape(path)  # a newline in a file name must not split the line
             if self.k == 1:
                 answer = f"{ranked[0][0]} ({ranked[0][1]:.4f})"
             else:

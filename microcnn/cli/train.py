@@ -6,7 +6,6 @@ unknown images, calibrated on the validation images), history.csv, confusion.csv
 curves.png and confusion.png. Ctrl-C saves a resumable checkpoint in OUT/checkpoint/.
 """
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,8 +17,10 @@ from ..data import COLOR_MODES, FolderDataset
 from ..images import describe
 from ..ood import DEFAULT_METHOD, METHODS
 from ..presets import available_presets
-from . import _open_set, _report
+from ..training import _defer_keyboard_interrupt as defer_keyboard_interrupt
+from . import _metadata, _open_set, _report, _resume, _safety
 from ._common import (
+    EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
     ArgumentParser,
@@ -34,12 +35,13 @@ from ._common import (
     run,
 )
 from ._training import (
+    NonFiniteError,
+    StopOnNonFinite,
     Tracker,
     build_compiled_model,
     class_weights_for,
+    image_size_problem,
     learning_rate_for,
-    restore_rng_state,
-    rng_state,
     training_callbacks,
 )
 
@@ -53,7 +55,8 @@ dataset layouts (class order = folder names sorted):
   DATASET/train/<class>/*.png  and  DATASET/validation/<class>/*.png   (or valid/, val/)
   DATASET/<class>/*.png        a seeded, stratified --validation-split (default 0.2) is held out
 
-exit status: 0 trained, 1 error, 2 bad command line, 130 interrupted (checkpoint saved; use --resume)
+exit status: 0 trained, 1 error or a NaN/Inf loss (the last good model is kept), 2 bad command line,
+130 interrupted (checkpoint saved; use --resume)
 """
 
 
@@ -101,7 +104,7 @@ def build_parser():
 
 
 def main(argv=None):
-    return run(PROG, _main, argv)
+    return run(PROG, _main, argv, keep_going_without_stdout=True)
 
 
 def _main(argv):
@@ -113,6 +116,9 @@ def _main(argv):
     _check_out(out, dataset, args)
     resume = _read_checkpoint(out) if args.resume else None
     settings = _settings(args, resume)
+    problem = image_size_problem(settings["arch"], tuple(settings["image_size"]))
+    if problem:
+        raise UsageError(f"--image-size: {problem}")
 
     import microcnn
 
@@ -138,14 +144,17 @@ def _main(argv):
         tracker = Tracker(len(train), settings["epochs"], validation is not None)
     else:
         model = microcnn.load_model(out / CHECKPOINT)
+        _metadata.check_class_names(resume, out / CHECKPOINT / "config.json", model.output_shape[-1])
+        _metadata.check_preprocessing(resume, out / CHECKPOINT / "config.json", model.input_shape[1:])
+        _resume.check_optimizer_state(model, out / CHECKPOINT / "optimizer.safetensors")
         state = resume["resume"]
-        train.set_state(state["iterator"])
-        restore_rng_state(state["global_rng"])
         tracker = Tracker(len(train), settings["epochs"], validation is not None, state["history"],
                           state["best_epoch"], state["best"])
         if state["best_epoch"] is not None and (out / "config.json").exists():
             tracker.best_weights = microcnn.load_model(out, compile=False).get_weights()
 
+    # The model and a checkpoint (weights, Adam's two moments) must fit: found now, not after training.
+    _safety.check_free_space(out, 16 * model.count_params() + 10**6, "saving the model and a checkpoint")
     metadata = {
         "trained_by": MARKER, "class_names": ds.class_names, "preprocessing": ds.preprocessing,
         "arch": settings["arch"], "training": {**settings, "dataset": str(dataset.resolve()),
@@ -155,7 +164,11 @@ def _main(argv):
     start = tracker.epochs_completed
     threads = microcnn._core.get_num_threads()
     class_weight = class_weights_for(settings["class_weight"], ds)
-    callbacks = [tracker] + training_callbacks(settings, validation is not None)
+    extra_callbacks = training_callbacks(settings, validation is not None)
+    guard = StopOnNonFinite(keep_last_good=validation is None)
+    callbacks = [guard, tracker] + extra_callbacks
+    if resume is not None:
+        callbacks.append(_resume.restore(model, train, resume["resume"], extra_callbacks))
     schedule = "" if settings["schedule"] == "constant" else f" ({settings['schedule']} schedule)"
     print(f"{'Resuming' if resume else 'Training'} {settings['arch']} ({model.count_params():,} parameters) "
           f"from epoch {start + 1} to {settings['epochs']}: batch {settings['batch_size']}, Adam lr "
@@ -171,16 +184,39 @@ def _main(argv):
     except KeyboardInterrupt:
         tracker.close()
         print("\nInterrupted: saving a checkpoint ...", file=sys.stderr, flush=True)
-        _save_checkpoint(model, out, metadata, tracker, train)
-        _finish(model, ds, tracker, out, metadata, validation)
+        with defer_keyboard_interrupt():  # a second Ctrl-C waits for the saves
+            _save_checkpoint(model, out, metadata, _resume.capture(model, train, tracker, extra_callbacks))
+            _finish(model, ds, tracker, out, metadata, validation)
         print(f"Checkpoint saved in {out / CHECKPOINT}/; run the same command with --resume to continue.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except NonFiniteError as e:
+        tracker.close()
+        return _stop_non_finite(e, model, ds, tracker, guard, out, metadata, validation, settings)
     print(f"Trained {tracker.epochs_completed - start} epoch(s) in {time.perf_counter() - t0:.1f} s")
-    _finish(model, ds, tracker, out, metadata, validation)
-    if (out / CHECKPOINT).exists():
-        shutil.rmtree(out / CHECKPOINT)  # the run it could resume has finished
+    try:
+        with defer_keyboard_interrupt():  # Ctrl-C now would lose the trained model: it waits for the save
+            _finish(model, ds, tracker, out, metadata, validation)
+            _safety.remove_checkpoint(out / CHECKPOINT, _is_ours)  # the run it could resume has finished
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted after the model was saved completely", file=sys.stderr)
     return EXIT_OK
+
+
+def _stop_non_finite(error, model, ds, tracker, guard, out, metadata, validation, settings):
+    """A NaN/Inf loss or weight: keep the last good model (the best epoch's, or without validation the last
+    finite epoch's), never the broken weights, and exit 1 with one line saying what happened."""
+    if tracker.best_weights is None and guard.last_good is not None:
+        tracker.best_weights = guard.last_good
+    kept = ""
+    if tracker.best_weights is not None:
+        _finish(model, ds, tracker, out, metadata, validation)
+        kept = f"; kept the model of the last good epoch in {out}/"
+    else:
+        tracker.history = {k: [] for k in tracker.history}  # nothing good to save
+    print(f"{PROG}: error: {error}: training stopped (try a lower --lr than {settings['lr']:g}, or check the "
+          f"images for extreme values){kept}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def _progress(items, total, split):
@@ -220,7 +256,7 @@ def _is_ours(folder):
     try:
         config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
         return config.get("metadata", {}).get("trained_by") == MARKER
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 
@@ -235,6 +271,7 @@ def _check_out(out, dataset, args):
         if not (out / CHECKPOINT / "config.json").exists():
             raise RuntimeError(f"{out / CHECKPOINT}: no checkpoint to resume (one is saved when training is "
                                f"interrupted with Ctrl-C)")
+        _safety.probe_writable(out)
         return
     if out.is_dir() and any(out.iterdir()):
         if not args.overwrite:
@@ -242,23 +279,20 @@ def _check_out(out, dataset, args):
             raise RuntimeError(f"--out {out}: already contains {what}; pass --overwrite to replace the model "
                                f"(other files are kept), --resume to continue an interrupted run, or choose "
                                f"another --out")
-        if _is_ours(out / CHECKPOINT):
-            shutil.rmtree(out / CHECKPOINT)
+        _safety.remove_checkpoint(out / CHECKPOINT, _is_ours)
+    _safety.probe_writable(out)
 
 
 def _read_checkpoint(out):
-    import json
-
-    config = json.loads((out / CHECKPOINT / "config.json").read_text(encoding="utf-8"))
-    metadata = config.get("metadata") or {}
-    if metadata.get("trained_by") != MARKER or "resume" not in metadata:
+    path = out / CHECKPOINT / "config.json"
+    config = _metadata.read_json(path)
+    metadata = config.get("metadata") if isinstance(config, dict) else None
+    if not isinstance(metadata, dict) or metadata.get("trained_by") != MARKER or "resume" not in metadata:
         raise RuntimeError(f"{out / CHECKPOINT}: not a checkpoint written by {PROG}")
-    return metadata
+    return _metadata.check_checkpoint(metadata, path)
 
 
-def _save_checkpoint(model, out, metadata, tracker, train):
-    state = {"history": tracker.history, "best_epoch": tracker.best_epoch, "best": tracker.best,
-             "iterator": train.get_state(), "global_rng": rng_state()}
+def _save_checkpoint(model, out, metadata, state):
     model.save(out / CHECKPOINT, metadata={**metadata, "resume": state}, include_optimizer=True)
 
 

@@ -2,7 +2,7 @@
 
 from .. import _core
 from .. import initializers as _initializers
-from .._validation import boolean, choice, int_pair, positive_int
+from .._validation import MAX_WINDOW, boolean, choice, int_pair, positive_int
 from . import _activations
 from .base import Layer, format_shape, recording, register
 
@@ -31,8 +31,8 @@ class Conv2D(_activations.ActivationMixin, Layer):
         if data_format not in (None, "channels_last"):
             raise ValueError(f"data_format: expected None or 'channels_last' (NHWC), got {data_format!r}")
         self.filters = positive_int("filters", filters)
-        self.kernel_size = int_pair("kernel_size", kernel_size)
-        self.strides = int_pair("strides", strides)
+        self.kernel_size = int_pair("kernel_size", kernel_size, MAX_WINDOW)
+        self.strides = int_pair("strides", strides, MAX_WINDOW)
         self.padding = choice("padding", padding, PADDINGS)
         self.activation = _activations.get(activation)
         self.use_bias = boolean("use_bias", use_bias)
@@ -80,8 +80,8 @@ class MaxPooling2D(Layer):
         super().__init__(**kwargs)
         if data_format not in (None, "channels_last"):
             raise ValueError(f"data_format: expected None or 'channels_last' (NHWC), got {data_format!r}")
-        self.pool_size = int_pair("pool_size", pool_size)
-        self.strides = self.pool_size if strides is None else int_pair("strides", strides)
+        self.pool_size = int_pair("pool_size", pool_size, MAX_WINDOW)
+        self.strides = self.pool_size if strides is None else int_pair("strides", strides, MAX_WINDOW)
         self.padding = choice("padding", padding, PADDINGS)
 
     def compute_output_shape(self, input_shape):
