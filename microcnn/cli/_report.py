@@ -3,19 +3,12 @@
 import csv
 import io
 import os
-import tempfile
 
 import numpy as np
 
 from .. import _atomic
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
-
-
-def _umask_mode():
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def write_atomic(path, text):
@@ -110,14 +103,6 @@ def save_plots(out_dir, history, matrix, class_names):
 
 
 def _savefig(fig, path):
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
+    with _atomic.replacing(path, ".png") as tmp:
         fig.savefig(tmp, dpi=100)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
