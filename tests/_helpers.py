@@ -30,3 +30,19 @@ def assert_config_round_trips(layer):
     assert type(layer).from_config(config).get_config() == config
     generic = layers.Layer.from_config(layers.serialize(layer))
     assert type(generic) is type(layer) and generic.get_config() == config
+
+
+def interrupt_at_epoch(monkeypatch, epoch):
+    """Ctrl-C (a KeyboardInterrupt) as microcnn-train begins epoch `epoch` (0-based); returns the original
+    hook, to put back for a resumed run."""
+    from microcnn.cli import _training
+
+    original = _training.Tracker.on_epoch_begin
+
+    def interrupt(self, index, logs=None):
+        if index == epoch:
+            raise KeyboardInterrupt
+        return original(self, index, logs)
+
+    monkeypatch.setattr(_training.Tracker, "on_epoch_begin", interrupt)
+    return original
