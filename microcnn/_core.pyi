@@ -17,6 +17,7 @@ from typing_extensions import TypeAlias
 
 F32: TypeAlias = NDArray[np.float32]
 I32: TypeAlias = NDArray[np.int32]
+U16: TypeAlias = NDArray[np.uint16]
 
 __version__: str
 
@@ -118,13 +119,14 @@ GEMM_SPLIT_SUM_MAX_OUTPUT: int
 sum across threads only for smaller outputs); the Dense layer keeps their gradient factored for it."""
 
 # --- dropout --------------------------------------------------------------------------------------------
-def dropout_forward(x: F32, rate: float, seed: int, step: int) -> F32:
-    """Inverted dropout, any shape: element i is kept iff u(seed, step, i) >= rate, kept values scaled by
-    1/(1-rate). u is a counter-based hash (splitmix64) of (seed, step, i): the mask does not depend on the
-    thread count. 0 <= rate < 1. seed and step are any integers, taken mod 2**64."""
+def dropout_forward(x: F32, rate: float, seed: int, step: int, offset: int = 0) -> F32:
+    """Inverted dropout, any shape: element i is kept iff u(seed, step, offset + i) >= rate, kept values
+    scaled by 1/(1-rate). u is a counter-based hash (splitmix64) of (seed, step, index): the mask does not
+    depend on the thread count. 0 <= rate < 1. seed, step, offset are any integers, taken mod 2**64; offset
+    is x's first element's index in the whole batch when x holds only some of its rows."""
 
-def dropout_backward(dy: F32, rate: float, seed: int, step: int) -> F32:
-    """The same mask (recomputed from seed, step) applied to dy."""
+def dropout_backward(dy: F32, rate: float, seed: int, step: int, offset: int = 0) -> F32:
+    """The same mask (recomputed from seed, step, offset) applied to dy."""
 
 # --- optimizers (in place) ------------------------------------------------------------------------------
 def sgd_update(
@@ -183,3 +185,25 @@ def global_avgpool_forward(x: F32) -> F32:
     """x (N,H,W,C) -> (N,C)."""
 
 def global_avgpool_backward(dy: F32, x_shape: tuple[int, int, int, int]) -> F32: ...
+
+# --- inference (infer.hpp, bf16.hpp) --------------------------------------------------------------------
+def conv2d_relu_maxpool_infer(
+    x: F32, w: F32, b: F32 | None, stride_h: int = 1, stride_w: int = 1, padding: str = "valid"
+) -> F32:
+    """The y of conv2d_relu_maxpool_forward without its argmax (inference) -> (N,P//2,Q//2,K)."""
+
+def bf16_kernel() -> str:
+    """"avx512_bf16" (vdpbf16ps), "avx2/fma" (bf16 weights widened to float32) or "generic"."""
+
+def pack_bf16(w: F32) -> U16:
+    """w (K,M) -> 1-D uint16: the weights rounded to bf16 (nearest even) in the bf16 kernels' packed layout."""
+
+def dense_forward_bf16(x: F32, w: U16, b: F32 | None, units: int, relu: bool = False) -> F32:
+    """x (N,K), w = pack_bf16(kernel (K,units)), b (units,) or None -> y (N,units), float32 accumulation."""
+
+def conv2d_relu_maxpool_infer_bf16(
+    x: F32, w: U16, b: F32 | None, kernel_h: int, kernel_w: int, filters: int,
+    stride_h: int = 1, stride_w: int = 1, padding: str = "valid"
+) -> F32:
+    """x (N,H,W,C), w = pack_bf16(kernel.reshape(R*S*C, filters)) -> (N,P//2,Q//2,filters); bf16 activations
+    too on AVX512_BF16."""

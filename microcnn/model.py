@@ -5,9 +5,9 @@ import os
 
 import numpy as np
 
+from . import _inference, modelfile
 from . import layers as _layers
 from . import losses as _losses
-from . import modelfile
 from . import optimizers as _optimizers
 from ._open_set import OpenSetMixin
 from ._validation import shape as _shape
@@ -29,6 +29,7 @@ class Sequential(TrainingMixin, OpenSetMixin):
         self.loss = None
         self._metric_names = []
         self.compiled = False
+        self.precision = "f32"  # or "bf16" (compile(precision=...)): the kernels predict and evaluate use
         self.stop_training = False
         self.history = None
         self.metadata = {}
@@ -202,7 +203,9 @@ class Sequential(TrainingMixin, OpenSetMixin):
         print_fn("_" * width)
 
     # --- compile ---------------------------------------------------------------------------------------
-    def compile(self, optimizer="adam", loss=None, metrics=None):
+    def compile(self, optimizer="adam", loss=None, metrics=None, precision="f32"):
+        """precision "bf16": predict/evaluate on bf16 weights (see _inference.py); training stays float32."""
+        self.precision = _inference.check_precision(precision)
         if loss is None:
             raise ValueError("loss: expected 'categorical_crossentropy' or 'sparse_categorical_crossentropy', "
                              "got None")
@@ -236,6 +239,7 @@ class Sequential(TrainingMixin, OpenSetMixin):
         """The plan training and inference run, made once after each build/compile."""
         if self._plan is None:
             self._plan = self.execution_plan()
+        self._plan.precision = self.precision
         return self._plan
 
     @property

@@ -253,9 +253,9 @@ class OODDetector:
         detector.quantiles = np.asarray(quantiles, np.float64)
         if not np.all(np.isfinite(detector.quantiles)) or np.any(np.diff(detector.quantiles) < 0):
             raise ValueError("'ood' quantiles must be finite and non-decreasing")
-        detector.digest = config.get("sha256")
-        if not isinstance(detector.digest, str):
-            raise ValueError(f"'ood' sha256 must be a string, got {detector.digest!r}")  # noqa: TRY004
+        detector.digest = config.get("sha256")  # None in detectors saved before the digest was added
+        if detector.digest is not None and not isinstance(detector.digest, str):
+            raise ValueError(f"'ood' sha256 must be a string, got {detector.digest!r}")
         detector.accept = check_accept(config.get("accept"), "'ood' accept")
         detector.threshold = detector.threshold_for(detector.accept)
         return detector

@@ -35,7 +35,7 @@ Taps, for tools that look inside the network:
 
 import numpy as np
 
-from . import _core
+from . import _core, _inference
 from ._outer_gradient import FACTORED_MIN_WEIGHTS
 from .layers.conv import Conv2D, MaxPooling2D
 from .layers.core import Dense
@@ -56,7 +56,10 @@ class LayerStep:
         self.layers = (layer,)
         self._backward_options = {"factored": True} if factored else {}
 
-    def forward(self, x, training, logits=False, record=None):
+    def forward(self, x, training, logits=False, record=None, precision="f32"):
+        if precision == "bf16" and isinstance(self.layer, Dense) and not training and not record:
+            self._bf16 = getattr(self, "_bf16", None) or _inference.Bf16Copy()
+            return _inference.dense_bf16(self.layer, x, logits and self.layer.ends_in_softmax, self._bf16)
         options = {"logits": True} if logits and self.layer.ends_in_softmax else {}
         if record is not None:
             options["record"] = record
@@ -78,9 +81,13 @@ class ConvReluPoolStep:
         self.conv = conv
         self.layers = (conv, pool)
         self._cache = None
+        self._bf16 = _inference.Bf16Copy()
 
-    def forward(self, x, training, logits=False, record=None):
+    def forward(self, x, training, logits=False, record=None, precision="f32"):
         conv = self.conv
+        if not (training if record is None else record):  # nothing to keep: no argmax (_inference.py)
+            self._cache = None
+            return _inference.conv_relu_pool(conv, x, precision, self._bf16)
         y, argmax = _core.conv2d_relu_maxpool_forward(x, conv._weights["kernel"], conv._weights.get("bias"),
                                                       conv.strides[0], conv.strides[1], conv.padding)
         self._cache = (x, y, argmax) if (training if record is None else record) else None
@@ -131,6 +138,7 @@ class Plan:
     def __init__(self, steps, softmax_loss=False):
         self.steps = list(steps)
         self.softmax_loss = softmax_loss
+        self.precision = "f32"  # "bf16": inference (nothing recorded) on bf16 weights, see _inference.py
 
     def __repr__(self):
         names = ["+".join(layer.name for layer in step.layers) for step in self.steps]
@@ -148,7 +156,8 @@ class Plan:
         `training`) keeps what backward needs."""
         stop = len(self.steps) if stop is None else stop
         for i in range(start, stop):
-            x = self.steps[i].forward(x, training, logits=logits and i == len(self.steps) - 1, record=record)
+            x = self.steps[i].forward(x, training, logits=logits and i == len(self.steps) - 1, record=record,
+                                      precision=self.precision)
         return x
 
     def backward(self, dy, start=0, stop=None, need_dx=False):

@@ -24,7 +24,9 @@ for i in range(100000):
 
 def test_load_while_another_process_saves(tmp_path):
     folder = tmp_path / "m"
-    with subprocess.Popen([sys.executable, "-c", WRITER, str(folder)], stdout=subprocess.PIPE, text=True) as writer:
+    # cwd: not the source tree, whose microcnn/ has no compiled _core (a non-editable install)
+    with subprocess.Popen([sys.executable, "-c", WRITER, str(folder)], stdout=subprocess.PIPE, text=True,
+                          cwd=tmp_path) as writer:
         try:
             assert writer.stdout.readline() == "ready\n"
             loads, deadline = 0, time.monotonic() + 3.0

@@ -21,11 +21,12 @@ def test_fuzz_core_cases_in_subprocesses(seed):
     assert failures == []
 
 
-def test_huge_stride_from_the_layer_api_is_a_clear_error_not_a_crash():
+def test_huge_stride_from_the_layer_api_is_a_clear_error_not_a_crash(tmp_path):
     code = ("import numpy as np, microcnn as m; from microcnn import layers as L\n"
             "m.Sequential([L.Conv2D(4, 3, strides=(1, 2**62), padding='same', input_shape=(8, 8, 3))])"
             ".predict(np.zeros((1, 8, 8, 3), 'f4'))")
-    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    # cwd: not the source tree, whose microcnn/ has no compiled _core (a non-editable install)
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "ValueError: strides: expected integers <= 65536, got (1, 4611686018427387904)" in proc.stderr
 

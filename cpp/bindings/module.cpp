@@ -11,6 +11,7 @@ void bind_core(py::module_& m);        // core.cpp: conv, pool, activations, los
 void bind_gemm(py::module_& m);        // gemm.cpp: packed SGEMM and CPU dispatch info
 void bind_augment(py::module_& m);     // augment.cpp: batched affine warp for data augmentation
 void bind_normalization(py::module_& m);  // normalization.cpp: batch norm, global average pooling
+void bind_infer(py::module_& m);          // infer.cpp: inference-only fused kernels
 }  // namespace microcnn::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -26,4 +27,5 @@ PYBIND11_MODULE(_core, m) {
   bind_gemm(m);
   bind_augment(m);
   bind_normalization(m);
+  bind_infer(m);
 }

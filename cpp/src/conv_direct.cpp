@@ -259,7 +259,8 @@ void forward_relu_maxpool(float* y, int32_t* argmax, const float* x, const float
     DenormalGuard guard;
     std::vector<float> band(rows_of.band_size()), z(static_cast<size_t>(2 * Q * K));
     std::vector<float> staged_y(stream ? static_cast<size_t>(row) : 0);
-    std::vector<int32_t> staged_argmax(stream ? static_cast<size_t>(row) : 0);
+    // argmax nullptr (inference): the indices go to this scratch row and are dropped
+    std::vector<int32_t> staged_argmax(stream || !argmax ? static_cast<size_t>(row) : 0);
 #pragma omp for schedule(dynamic, 2)
     for (int64_t np2 = 0; np2 < rows; ++np2) {
       const int64_t n = np2 / P2, p2 = np2 % P2;
@@ -267,12 +268,12 @@ void forward_relu_maxpool(float* y, int32_t* argmax, const float* x, const float
       rows_of.compute(z0, band.data(), n, 2 * p2, 2 * Q2);  // a last odd column or row is never pooled
       rows_of.compute(z1, band.data(), n, 2 * p2 + 1, 2 * Q2);
       float* out = stream ? staged_y.data() : y + np2 * row;
-      int32_t* idx = stream ? staged_argmax.data() : argmax + np2 * row;
+      int32_t* idx = stream || !argmax ? staged_argmax.data() : argmax + np2 * row;
       rows_of.kernels().pool_rows(out, idx, z0, z1, Q2, K, static_cast<int32_t>(2 * p2 * Q * K),
                                   static_cast<int32_t>(Q * K));
       if (stream) {
         rows_of.kernels().stream_copy(y + np2 * row, out, row);
-        rows_of.kernels().stream_copy(argmax + np2 * row, idx, row);
+        if (argmax) rows_of.kernels().stream_copy(argmax + np2 * row, idx, row);
       }
     }
   }

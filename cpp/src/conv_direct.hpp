@@ -30,7 +30,8 @@ void backward_weights(float* dw, float* db, const float* dy, const float* x, con
 // The conv + ReLU + 2x2 stride-2 "valid" max-pool block (an image network's first layer and its pooling), without
 // the full-resolution conv output z (N,P,Q,K) in memory: it is computed two rows at a time and pooled at once.
 // x (N,H,W,C), w (R,S,C,K), b (K) or nullptr -> y (N,P/2,Q/2,K), argmax (N,P/2,Q/2,K): maxpool2d_forward of
-// z = max(0, conv + b). Requires applies(s), P >= 2, Q >= 2, P*Q*K <= INT32_MAX.
+// z = max(0, conv + b); argmax may be nullptr (not written). Requires applies(s), P >= 2, Q >= 2,
+// P*Q*K <= INT32_MAX.
 void forward_relu_maxpool(float* y, int32_t* argmax, const float* x, const float* w, const float* b,
                           const ConvShape& s);
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "dense_rows.hpp"
 #include "microcnn/gemm.hpp"
 #include "microcnn/optim.hpp"
 #include "microcnn/threads.hpp"
@@ -21,6 +22,11 @@ constexpr int64_t kFusedRows = 192;
 // x (N,K), w (K,M), b (M) or nullptr -> y (N,M)
 void dense_forward(float* y, const float* x, const float* w, const float* b, int64_t N, int64_t K, int64_t M,
                    bool relu) {
+#ifdef MICROCNN_X86
+  // A few rows (batch-1 prediction): the weights as one sequential stream per thread (dense_rows.hpp).
+  if (N <= dense_rows::kMaxRows && kernel_isa() != Isa::generic)
+    return dense_rows::forward_avx2(y, x, w, b, N, K, M, relu);
+#endif
   // Row panels (a copy of x) unless both the batch and the layer are wide: with a small batch the GEMM reads
   // w in place, and transposing x into k-major panels would be a large share of the remaining work.
   gemm(y, M, StridedA(x, K, 1, /*rows_panels=*/M <= 128 || N <= 64), StridedB(w, M, 1), N, M, K,

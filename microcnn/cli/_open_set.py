@@ -41,7 +41,8 @@ def fit_detector(model, ds, validation, settings):
     validation images (on the training images when there are none, said on stderr); prints one line."""
     t0 = time.perf_counter()
     batch_size = settings["batch_size"]
-    train = BatchIterator(ds.x_train, ds.y_train, batch_size, shuffle=True, seed=settings["seed"])
+    # shard=False: under MPI this runs on rank 0 alone and must see all the training images
+    train = BatchIterator(ds.x_train, ds.y_train, batch_size, shuffle=True, seed=settings["seed"], shard=False)
     train = _FirstBatches(train, min(len(train), -(-FIT_IMAGES // batch_size)))
     accept, method = settings.get("accept", 0.95), settings.get("ood_method")
     options = {} if method is None else {"method": method}

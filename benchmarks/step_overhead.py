@@ -1,0 +1,125 @@
+"""Where a small-image training step's time goes: FLOPs, or fixed costs (Python, kernel calls, OpenMP, memory).
+
+    python benchmarks/step_overhead.py [--size 28] [--channels 1] [--batch 32] [--steps 30]
+
+Measured in one process, interleaved, medians:
+  model step       Sequential.train_on_batch (what fit runs per batch, minus data loading)
+  bare step        the same step as a list of _core calls with preallocated inputs (no Python layers)
+  kernel sum       the sum of each kernel's own time inside the bare step
+  flop floor       the step's GFLOP at the rate numpy's sgemm reaches on a large square product
+  call cost        one _core call on a 1-element array (argument checks + pybind11 + GIL release)
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def median_time(fn, steps, warmup=3):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def count_core_calls(fn):
+    """How many _core functions one call of fn makes (wrapping the module's functions while it runs)."""
+    from microcnn import _core
+
+    names = [n for n in dir(_core) if not n.startswith("_") and callable(getattr(_core, n))]
+    saved = {n: getattr(_core, n) for n in names}
+    count = [0]
+
+    def wrap(f):
+        def counted(*a, **kw):
+            count[0] += 1
+            return f(*a, **kw)
+        return counted
+
+    for n in names:
+        setattr(_core, n, wrap(saved[n]))
+    try:
+        fn()
+    finally:
+        for n, f in saved.items():
+            setattr(_core, n, f)
+    return count[0]
+
+
+def step_gflop(n, s, c, classes):
+    """Forward + backward GFLOP of the seed net's conv and dense layers (the first conv needs no dx)."""
+    conv1 = 2.0 * n * s * s * 9 * c * 32
+    conv2 = 2.0 * n * (s // 2) ** 2 * 4 * 32 * 64
+    dense = 2.0 * n * (64 * (s // 4) ** 2 * 256 + 256 * classes)
+    return (2 * conv1 + 3 * conv2 + 3 * dense) / 1e9
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=28)
+    ap.add_argument("--channels", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    import _seed_workers
+    import bench_seed
+
+    from microcnn import _core, set_seed
+    from microcnn.optimizers import Adam
+    from microcnn.presets import build_model
+
+    _core.set_num_threads(args.threads)
+    set_seed(0)
+    rng = np.random.default_rng(0)
+    s, c, n = args.size, args.channels, args.batch
+    x = rng.random((n, s, s, c), dtype=np.float32)
+    labels = rng.integers(0, args.classes, n)
+    model = build_model("seed", (s, s, c), args.classes)
+    model.compile(optimizer=Adam(learning_rate=4e-4), loss="sparse_categorical_crossentropy")
+
+    # the bare step of bench_seed's microcnn-core worker, at this size (3 input channels there: pad the input)
+    wargs = bench_seed.parse_args(["--batch", str(n), "--size", str(s), "--classes", str(args.classes),
+                                   "--steps", str(args.steps), "--warmup", "3"])
+    wargs.argv = []
+    core = _seed_workers.run_microcnn_core(wargs)
+    bare = float(np.median(core["train_s"]))
+    kernels = {k: float(np.median(v)) for k, v in core["kernels_s"].items()}
+
+    step = median_time(lambda: model.train_on_batch(x, labels), args.steps)
+    calls = count_core_calls(lambda: model.train_on_batch(x, labels))
+    tiny = np.zeros(1, np.float32)
+    call = median_time(lambda: _core.relu_forward(tiny), 2000)
+    a = rng.random((1024, 1024), dtype=np.float32)
+    gemm_rate = 2 * 1024**3 / median_time(lambda: a @ a, 10) / 1e9
+    gflop = step_gflop(n, s, c, args.classes)
+
+    print(f"seed net {s}x{s}x{c} (bare step: {s}x{s}x3), batch {n}, {args.threads} threads, "
+          f"median of {args.steps}; load average {os.getloadavg()[0]:.2f}; kernel_isa={_core.kernel_isa()}")
+    print(f"model step (train_on_batch)   {step * 1e3:8.2f} ms   {calls} _core calls")
+    print(f"bare _core step               {bare * 1e3:8.2f} ms   -> Python layers/loss/optimizer: "
+          f"{(step - bare) * 1e3:.2f} ms")
+    ksum = sum(kernels.values())
+    print(f"sum of kernel times           {ksum * 1e3:8.2f} ms   -> between kernels (allocations, Python): "
+          f"{(bare - ksum) * 1e3:.2f} ms")
+    print(f"flop floor ({gflop:.3f} GFLOP at numpy sgemm {gemm_rate:.0f} GFLOP/s) "
+          f"{gflop / gemm_rate * 1e3:8.2f} ms")
+    print(f"one _core call (1 element)    {call * 1e6:8.2f} us   x {calls} calls = {call * calls * 1e3:.2f} ms")
+    for name in sorted(kernels, key=lambda k: -kernels[k]):
+        print(f"  {name:16s} {kernels[name] * 1e3:7.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
