@@ -13,11 +13,18 @@ class ArraySource:
     def __len__(self):
         return (len(self.x) + self.batch_size - 1) // self.batch_size
 
-    def batches(self, rng=None):
+    def batches(self, rng=None, shard=False):
+        """shard: under MPI, only this rank's rows of every batch (microcnn/distributed.py)."""
+        from .distributed import world
+
         order = rng.permutation(len(self.x)) if rng is not None else None
+        w = world() if shard else None
         for start in range(0, len(self.x), self.batch_size):
-            end = start + self.batch_size
-            index = slice(start, end) if order is None else order[start:end]
+            first, end = start, min(start + self.batch_size, len(self.x))
+            if w is not None:
+                lo, hi = w.chunk(end - start)
+                first, end = start + lo, start + hi
+            index = slice(first, end) if order is None else order[first:end]
             yield (self.x[index], None if self.y is None else self.y[index],
                    None if self.sample_weight is None else self.sample_weight[index])
 
@@ -55,7 +62,8 @@ class IterableSource:
             return (data[i] for i in range(len(data)))
         return iter(data)
 
-    def batches(self, rng=None):
+    def batches(self, rng=None, shard=False):
+        """Batches as the iterable yields them (under MPI, each rank's iterable yields that rank's rows)."""
         if self.steps is None:
             for item in self._iterate():
                 yield self._unpack(item)

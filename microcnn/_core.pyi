@@ -114,13 +114,14 @@ def dense_backward(
     """dy (N,M), x (N,K), w (K,M) -> (dx (N,K) or None, dw (K,M) or None, db (M,) or None)."""
 
 # --- dropout --------------------------------------------------------------------------------------------
-def dropout_forward(x: F32, rate: float, seed: int, step: int) -> F32:
-    """Inverted dropout, any shape: element i is kept iff u(seed, step, i) >= rate, kept values scaled by
-    1/(1-rate). u is a counter-based hash (splitmix64) of (seed, step, i): the mask does not depend on the
-    thread count. 0 <= rate < 1. seed and step are any integers, taken mod 2**64."""
+def dropout_forward(x: F32, rate: float, seed: int, step: int, offset: int = 0) -> F32:
+    """Inverted dropout, any shape: element i is kept iff u(seed, step, offset + i) >= rate, kept values
+    scaled by 1/(1-rate). u is a counter-based hash (splitmix64) of (seed, step, index): the mask does not
+    depend on the thread count. 0 <= rate < 1. seed, step, offset are any integers, taken mod 2**64; offset
+    is x's first element's index in the whole batch when x holds only some of its rows."""
 
-def dropout_backward(dy: F32, rate: float, seed: int, step: int) -> F32:
-    """The same mask (recomputed from seed, step) applied to dy."""
+def dropout_backward(dy: F32, rate: float, seed: int, step: int, offset: int = 0) -> F32:
+    """The same mask (recomputed from seed, step, offset) applied to dy."""
 
 # --- optimizers (in place) ------------------------------------------------------------------------------
 def sgd_update(

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import images
+from . import _core, images
+from . import distributed as _distributed
+from ._read_ahead import read_ahead
 from .augment import ImageAugmenter
 
 VALIDATION_DIR_NAMES = ("validation", "valid", "val")
@@ -181,9 +183,18 @@ class FolderDataset:
     `report` (found/skipped files)."""
 
     def __init__(self, directory, image_size=150, color="auto", validation_split=None, seed=0,
-                 progress=None):
+                 progress=None, cache=None):
         self.directory = Path(directory)
         self.image_size = normalize_image_size(image_size)
+        # cache: a folder (or microcnn.cache.ImageCache): decode through the on-disk cache and leave the
+        # images there (x_train / x_val read rows on demand) instead of holding them in memory.
+        if cache is not None and not hasattr(cache, "decode_many"):
+            from .cache import ImageCache
+
+            cache = ImageCache(cache, self.image_size)
+        self.cache = cache
+        decode_many = cache.decode_many if cache is not None else \
+            (lambda paths, bar: images.decode_many(paths, self.image_size, bar))
         if color not in COLOR_MODES:
             raise ValueError(f"color: expected one of {', '.join(COLOR_MODES)}, got {color!r}")
         self.class_names, splits, non_images = scan(directory, validation_split, seed)
@@ -193,7 +204,7 @@ class FolderDataset:
             paths = [p for p, _ in items]
             bar = (lambda it, n, split=split: progress(it, n, split)) if progress else None
             decoded[split] = []
-            for (path, label), (image, error) in zip(items, images.decode_many(paths, self.image_size, bar)):
+            for (path, label), (image, error) in zip(items, decode_many(paths, bar)):
                 if error is None:
                     decoded[split].append((image, label))
                 else:
@@ -228,6 +239,11 @@ class FolderDataset:
 
     def _stack(self, items, as_float):
         """Fills one preallocated array, releasing each decoded image as it goes (peak ~1x the dataset)."""
+        if self.cache is not None:
+            from .cache import CachedImages
+
+            return CachedImages([d for d, _ in items], self.preprocessing, as_float), \
+                np.array([label for _, label in items], np.int32)
         h, w = self.image_size
         c = self.preprocessing["channels"]
         x = np.empty((len(items), h, w, c), np.float32 if as_float else np.uint8)
@@ -251,19 +267,21 @@ class FolderDataset:
     def nbytes(self):
         return self.x_train.nbytes + self.x_val.nbytes
 
-    def batches(self, split="train", batch_size=32, shuffle=None, augmenter=None, seed=0):
-        """A BatchIterator over one split; train shuffles by default, validation does not."""
+    def batches(self, split="train", batch_size=32, shuffle=None, augmenter=None, seed=0, shard=True):
+        """A BatchIterator over one split; train shuffles by default, validation does not. Under MPI each
+        rank gets its share of every batch unless shard=False."""
         x, y = (self.x_train, self.y_train) if split == "train" else (self.x_val, self.y_val)
         if shuffle is None:
             shuffle = split == "train"
-        return BatchIterator(x, y, batch_size, shuffle=shuffle, augmenter=augmenter, seed=seed)
+        return BatchIterator(x, y, batch_size, shuffle=shuffle, augmenter=augmenter, seed=seed, shard=shard)
 
 
 class BatchIterator:
     """Re-iterable once per epoch: yields (x float32 (B,H,W,C), y int32 (B,)) batches, reshuffled every
-    epoch from a seeded generator and augmented per batch in C++. `len()` is the number of batches."""
+    epoch from a seeded generator and augmented per batch in C++. `len()` is the number of batches.
+    x may be an array or a CachedImages (rows read from the on-disk cache, one batch ahead)."""
 
-    def __init__(self, x, y, batch_size=32, shuffle=True, augmenter=None, seed=0):
+    def __init__(self, x, y, batch_size=32, shuffle=True, augmenter=None, seed=0, shard=True):
         if x.dtype not in (np.uint8, np.float32) or x.ndim != 4:
             raise ValueError(f"x: expected a uint8 or float32 (N, H, W, C) array, got {x.dtype} {x.shape}")
         if len(y) != len(x):
@@ -284,6 +302,7 @@ class BatchIterator:
         self._augment_before = (0, None)
         self._skip = 0
         self._pending = None  # a state from set_state that no iteration has continued yet
+        self.shard = shard  # under MPI, yield only this rank's rows of every batch (microcnn.distributed)
 
     def __len__(self):
         return (len(self.x) + self.batch_size - 1) // self.batch_size
@@ -295,13 +314,21 @@ class BatchIterator:
         self.epochs_begun += 1
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
         first, self._skip = self._skip, 0
-        for i, start in enumerate(range(first * self.batch_size, n, self.batch_size), first):
-            idx = np.sort(order[start:start + self.batch_size])  # sorted: sequential reads, same set
-            xb = self.x[idx]
+        world = _distributed.world() if self.shard else None
+
+        def reads():
+            for start in range(first * self.batch_size, n, self.batch_size):
+                idx = np.sort(order[start:start + self.batch_size])  # sorted: sequential reads, same set
+                lo, hi = world.chunk(len(idx)) if world is not None else (0, len(idx))
+                yield len(idx), lo, idx[lo:hi], self.x[idx[lo:hi]]  # under MPI: only this rank's rows
+
+        # Images read from the on-disk cache are read one batch ahead while the current one trains.
+        batches = read_ahead(reads()) if not isinstance(self.x, np.ndarray) else reads()
+        for i, (total, lo, idx, xb) in enumerate(batches, first):
             xb = images.scale_8bit(xb) if xb.dtype == np.uint8 else np.ascontiguousarray(xb)
             if self.augmenter is not None:
                 self._augment_before = (i, self.augmenter.get_state())
-                xb = self.augmenter(xb)
+                xb = _augment_rows(self.augmenter, xb, total, lo)
             yield xb, self.y[idx]
 
     def get_state(self, batches_done=None):
@@ -328,6 +355,17 @@ class BatchIterator:
         self._skip = int(state.get("batches_done", 0))
         if self.augmenter is not None and state.get("augment") is not None:
             self.augmenter.set_state(state["augment"])
+
+
+def _augment_rows(augmenter, xb, total, lo):
+    """Augment rows [lo, lo + len(xb)) of a batch of `total`: the transforms are drawn for the whole batch
+    (on every MPI rank alike), so a rank's rows get the transforms they get in a 1-process run."""
+    if total == len(xb):
+        return augmenter(xb)
+    matrices = augmenter.random_matrices(total, xb.shape[1], xb.shape[2])[lo:lo + len(xb)]
+    if augmenter.is_identity or len(xb) == 0:
+        return xb.copy()
+    return _core.affine_warp(xb, np.ascontiguousarray(matrices), augmenter.fill_mode, augmenter.cval)
 
 
 def normalize_image_size(image_size):

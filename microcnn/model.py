@@ -9,13 +9,14 @@ from . import layers as _layers
 from . import losses as _losses
 from . import modelfile
 from . import optimizers as _optimizers
+from ._open_set import OpenSetMixin
 from ._validation import shape as _shape
 from .layers.base import Layer, format_shape, skip_initialization, unique_name
 from .plan import build_plan
 from .training import TrainingMixin
 
 
-class Sequential(TrainingMixin):
+class Sequential(TrainingMixin, OpenSetMixin):
     def __init__(self, layers=None, name=None):
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"name: expected a non-empty string, got {name!r}")
@@ -306,7 +307,8 @@ class Sequential(TrainingMixin):
             optimizer_state = modelfile.optimizer_tensors(self.optimizer.get_state(), self.training_state())
         self.metadata = modelfile.save_model(
             filepath, {"class_name": "Sequential", "config": self.get_config()}, self.get_compile_config(),
-            self.metadata if metadata is None else metadata, self.named_weights(), optimizer_state, overwrite)
+            self.metadata if metadata is None else metadata, self.named_weights(), optimizer_state, overwrite,
+            ood=None if self.ood is None else (self.ood.get_config(), self.ood.get_tensors()))
 
     def export(self, filepath, format="onnx", **options):
         """Keras 3's spelling: `model.export("m.onnx", format="onnx")` writes an ONNX file (needs the onnx
@@ -319,6 +321,21 @@ class Sequential(TrainingMixin):
 
     def __repr__(self):
         return f"<Sequential name={self.name!r} layers={len(self._layers)}>"
+
+
+def _load_detector(saved):
+    """The open-set detector of a model directory; errors name config.json or ood.safetensors."""
+    from .ood import OODDetector
+
+    try:
+        detector = OODDetector.from_config(saved.config["ood"])
+    except ValueError as exc:
+        modelfile.fail(saved.config_path, str(exc))
+    _, tensors = saved.ood()
+    try:
+        return detector.set_tensors(tensors)
+    except ValueError as exc:
+        modelfile.fail(saved.ood_path, str(exc))
 
 
 def load_model(dirpath, compile=True):
@@ -345,6 +362,8 @@ def _load_model_once(dirpath, compile):
     for name, value in live.items():
         np.copyto(value, weights[name])
     model.metadata = config.get("metadata", {})
+    if config.get("ood") is not None:
+        model.ood = _load_detector(saved)
 
     compile_config = config.get("compile")
     if compile and compile_config is not None:

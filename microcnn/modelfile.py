@@ -7,6 +7,7 @@ of the model class; `Sequential.save` / `microcnn.load_model` (model.py) turn mo
                                      id, the file list
     <dirpath>/weights.safetensors    every weight, named like "layers.0.conv2d.kernel", Keras layouts
     <dirpath>/optimizer.safetensors  optimizer state + iterations, for resuming (include_optimizer=True)
+    <dirpath>/ood.safetensors        the open-set detector's tensors when it has one (settings: config "ood")
 
 Nothing is pickled or evaluated: JSON and safetensors only, and reading validates every field, tensor name,
 dtype and shape, raising ValueError (bad content) or OSError (missing/unreadable) naming the file.
@@ -42,6 +43,7 @@ from ._version import __version__
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
 OPTIMIZER = "optimizer.safetensors"
+OOD = "ood.safetensors"  # the open-set detector (microcnn/ood.py); config.json's "ood" entry holds its settings
 PENDING = ".microcnn-pending"
 STAGING_PREFIX = ".microcnn-staging-"
 LAYER_STATE = "layer_state."  # prefix of the layers' training state (dropout counters) in the optimizer file
@@ -81,16 +83,17 @@ def _roll_forward(dirpath):
     pending = os.path.join(dirpath, PENDING)
     if not os.path.isdir(pending):
         return
-    for name in (WEIGHTS, OPTIMIZER, CONFIG):
+    for name in (WEIGHTS, OPTIMIZER, OOD, CONFIG):
         source = os.path.join(pending, name)
         if os.path.exists(source):
             os.replace(source, os.path.join(dirpath, name))
     fsync_dir(dirpath)
     with open(os.path.join(dirpath, CONFIG), "rb") as f:
         files = json.loads(f.read()).get("files", [])
-    stale = os.path.join(dirpath, OPTIMIZER)
-    if OPTIMIZER not in files and os.path.exists(stale):
-        os.remove(stale)
+    for optional in (OPTIMIZER, OOD):
+        stale = os.path.join(dirpath, optional)
+        if optional not in files and os.path.exists(stale):
+            os.remove(stale)
     os.rmdir(pending)
     fsync_dir(dirpath)
 
@@ -105,9 +108,11 @@ def json_metadata(metadata):
         raise TypeError(f"metadata: must be JSON-serialisable (str, number, bool, None, list, dict): {exc}") from None
 
 
-def save_model(dirpath, model_config, compile_config, metadata, weights, optimizer_state=None, overwrite=True):
+def save_model(dirpath, model_config, compile_config, metadata, weights, optimizer_state=None, overwrite=True,
+               ood=None):
     """Write a model directory atomically. `model_config`: {"class_name", "config"}; `weights` and
-    `optimizer_state` (or None): {name: array}. Returns the stored metadata (as JSON values)."""
+    `optimizer_state` (or None): {name: array}; `ood`: None or (config entry, {name: array}) of the open-set
+    detector. Returns the stored metadata (as JSON values)."""
     metadata = json_metadata(metadata)
     dirpath = os.fspath(dirpath)
     if os.path.exists(dirpath) and not os.path.isdir(dirpath):
@@ -119,7 +124,7 @@ def save_model(dirpath, model_config, compile_config, metadata, weights, optimiz
         raise FileExistsError(f"{os.path.join(dirpath, CONFIG)}: a model is already saved here (overwrite=False)")
 
     save_id = uuid.uuid4().hex
-    files = [WEIGHTS] + ([OPTIMIZER] if optimizer_state is not None else [])
+    files = [WEIGHTS] + ([OPTIMIZER] if optimizer_state is not None else []) + ([OOD] if ood is not None else [])
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -130,6 +135,8 @@ def save_model(dirpath, model_config, compile_config, metadata, weights, optimiz
         "compile": compile_config,
         "metadata": metadata,
     }
+    if ood is not None:
+        config["ood"] = ood[0]
     config_bytes = json.dumps(config, indent=2, allow_nan=False).encode("utf-8")
 
     staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=dirpath)
@@ -137,6 +144,8 @@ def save_model(dirpath, model_config, compile_config, metadata, weights, optimiz
         write_synced(os.path.join(staging, WEIGHTS), _safetensors_bytes(weights, save_id, "weights"))
         if optimizer_state is not None:
             write_synced(os.path.join(staging, OPTIMIZER), _safetensors_bytes(optimizer_state, save_id, "optimizer"))
+        if ood is not None:
+            write_synced(os.path.join(staging, OOD), _safetensors_bytes(ood[1], save_id, "ood"))
         write_synced(os.path.join(staging, CONFIG), config_bytes)
         fsync_dir(staging)
         os.rename(staging, os.path.join(dirpath, PENDING))  # the commit point
@@ -164,7 +173,7 @@ def _resolve(dirpath):
     """Where each file of the current model is: in the committed-but-unfinished save, else in dirpath."""
     pending = os.path.join(dirpath, PENDING)
     paths = {}
-    for name in (CONFIG, WEIGHTS, OPTIMIZER):
+    for name in (CONFIG, WEIGHTS, OPTIMIZER, OOD):
         candidate = os.path.join(pending, name)
         paths[name] = candidate if os.path.isfile(candidate) else os.path.join(dirpath, name)
     return paths
@@ -223,8 +232,10 @@ def _read_config(path):
     if not isinstance(config.get("save_id"), str) or not config["save_id"]:
         fail(path, "missing save_id")
     files = config.get("files")
-    if not isinstance(files, list) or WEIGHTS not in files or not set(files) <= {WEIGHTS, OPTIMIZER}:
-        fail(path, f"'files' must list {WEIGHTS!r} (and optionally {OPTIMIZER!r}), got {files!r}")
+    if not isinstance(files, list) or WEIGHTS not in files or not set(files) <= {WEIGHTS, OPTIMIZER, OOD}:
+        fail(path, f"'files' must list {WEIGHTS!r} (and optionally {OPTIMIZER!r}, {OOD!r}), got {files!r}")
+    if (config.get("ood") is not None) != (OOD in files):
+        fail(path, f"'ood' and the listing of {OOD!r} in 'files' must come together")
     model = config.get("model")
     if not isinstance(model, dict) or model.get("class_name") != "Sequential" \
             or not isinstance(model.get("config"), dict):
@@ -299,10 +310,17 @@ class SavedModel:
             raise NotADirectoryError(f"{dirpath}: not a directory (a microcnn model is a directory)")
         paths = _resolve(dirpath)
         self.config_path, self.weights_path, self.optimizer_path = paths[CONFIG], paths[WEIGHTS], paths[OPTIMIZER]
+        self.ood_path = paths[OOD]
         self.config = _read_config(self.config_path)
 
     def weights(self):
         return _read_safetensors(self.weights_path, self.config["save_id"], "weights")
+
+    def ood(self):
+        """-> (the config's "ood" entry, {name: array}) of the open-set detector, or None if it has none."""
+        if self.config.get("ood") is None:
+            return None
+        return self.config["ood"], _read_safetensors(self.ood_path, self.config["save_id"], "ood")
 
     def optimizer_state(self):
         """-> (optimizer state with a scalar "iterations", {layer state name: array}) or None if not saved."""

@@ -9,6 +9,7 @@ import threading
 import numpy as np
 
 from . import _seeding
+from . import distributed as _distributed
 from ._batches import make_source
 from ._validation import positive_int
 from .callbacks import CallbackList, History
@@ -124,6 +125,15 @@ class TrainingMixin:
     def _batch_step(self, x, y, sample_weight, class_weight, training, totals=None):
         """One batch: -> (loss, number correct, batch size). Training also updates the weights, and adds the
         batch to `totals` under the same Ctrl-C deferral, so the running totals always match the weights."""
+        world = _distributed.world()
+        if world is not None:  # this rank's share of a global batch (microcnn/_data_parallel.py)
+            from . import _data_parallel
+
+            result = _data_parallel.batch_step(self, world, x, y, sample_weight, class_weight, training,
+                                               _defer_keyboard_interrupt)
+            if totals is not None:
+                totals.add(*result)
+            return result
         x = self._prepare_x(x)
         labels = self.loss.prepare_labels(y, self.output_shape[-1])
         if len(labels) != len(x):
@@ -211,7 +221,7 @@ class TrainingMixin:
             total = len(source) if getattr(source, "has_len", True) else None
             bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
         try:
-            for step, (xb, yb, swb) in enumerate(source.batches(rng)):
+            for step, (xb, yb, swb) in enumerate(source.batches(rng, shard=True)):
                 if yb is None:
                     raise ValueError("x: batches must carry labels, (x, y) or (x, y, sample_weight)")
                 if callbacks is not None:
@@ -229,6 +239,11 @@ class TrainingMixin:
             if bar is not None:
                 bar.close()
         source.end_epoch()
+        world = _distributed.world()
+        if world is not None and not training:
+            from . import _data_parallel
+
+            _data_parallel.reduce_totals(world, totals)
         return totals
 
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
@@ -236,6 +251,7 @@ class TrainingMixin:
             steps_per_epoch=None, validation_steps=None, validation_batch_size=None):
         """Train; returns a History whose .history holds per-epoch loss, metrics, val_* and lr."""
         self._require_compiled("fit")
+        self.ood = None  # a detector fitted on the old weights would no longer match: fit_ood again after
         batch_size = _batch_size(batch_size)
         epochs = int(positive_int("epochs", epochs))
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or not 0 <= initial_epoch:
@@ -266,8 +282,20 @@ class TrainingMixin:
         cbs = CallbackList(list(callbacks or []) + [history], self,
                            {"epochs": epochs, "steps": len(train) if getattr(train, "has_len", True) else None,
                             "verbose": verbose})
+        world = _distributed.world()
+        stop_on_signal = contextlib.nullcontext()
+        if world is not None:  # every rank starts from rank 0's weights and random state
+            from . import _data_parallel
+
+            _data_parallel.synchronize(self, world)
+            stop_on_signal = _data_parallel.stop_on_signal()
         rng = np.random.default_rng(_seeding.draw_seed()) if shuffle else None
         self.stop_training = False
+        with stop_on_signal:
+            self._fit_epochs(cbs, train, val, rng, class_weight, initial_epoch, epochs, verbose)
+        return history
+
+    def _fit_epochs(self, cbs, train, val, rng, class_weight, initial_epoch, epochs, verbose):
         cbs.on_train_begin({})
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch, {})
@@ -287,7 +315,6 @@ class TrainingMixin:
             if self.stop_training:
                 break
         cbs.on_train_end({})
-        return history
 
     def _validation_source(self, validation_data, batch_size, steps):
         if validation_data is None:

@@ -101,7 +101,7 @@ def test_train_then_predict_end_to_end(dataset, tmp_path, capsys):
     assert lines == [f"{val[i]}: {results[i]['class']} ({results[i]['probability']:.4f})" for i in (0, 4)]
     assert predict_main([str(val[0]), "--model", str(out), "--format", "csv", "--top-k", "2"]) == 0
     rows = read_csv(capsys.readouterr().out)
-    assert rows[0] == ["path", "class", "probability", "class_2", "probability_2"]
+    assert rows[0] == ["path", "class", "probability", "class_2", "probability_2", "known", "score"]
     assert rows[1][:2] == [str(val[0]), results[0]["class"]]
     assert float(rows[1][2]) == pytest.approx(results[0]["probability"], abs=1e-6)
 

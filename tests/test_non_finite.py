@@ -93,6 +93,8 @@ def test_predict_reports_non_finite_scores_instead_of_printing_nan(dataset, tmp_
     Image.fromarray(np.full((8, 8), 100, np.uint8)).save(image)
     capsys.readouterr()
     monkeypatch.setattr(microcnn.Sequential, "predict", lambda self, x, **kw: np.full((len(x), 3), np.nan, "f4"))
+    monkeypatch.setattr(microcnn.Sequential, "predict_ood", lambda self, x, **kw: (
+        np.full((len(x), 3), np.nan, "f4"), np.full(len(x), np.nan), np.zeros(len(x), bool)))
     assert predict_main([str(image), "--model", str(out)]) == 1
     captured = capsys.readouterr()
     assert "nan" not in captured.out and "x.png: the model gave non-finite scores" in captured.err

@@ -110,21 +110,23 @@ py::tuple cross_entropy(const py::handle& logits_obj, const py::handle& labels_o
   return py::make_tuple(loss, probs, dlogits);
 }
 
-using DropoutFn = void (*)(float*, const float*, int64_t, double, uint64_t, uint64_t);
+using DropoutFn = void (*)(float*, const float*, int64_t, double, uint64_t, uint64_t, uint64_t);
 
 py::array_t<float> dropout(DropoutFn kernel, const char* name, const py::handle& x_obj, double rate,
-                           const py::handle& seed_obj, const py::handle& step_obj) {
+                           const py::handle& seed_obj, const py::handle& step_obj,
+                           const py::handle& offset_obj) {
   auto x = f32(x_obj, name, -1);
   expect_nonempty(x, name);
   expect_in_range(rate, "rate", 0.0, 1.0, false);
   const uint64_t seed = index_mod64(seed_obj, "seed"), step = index_mod64(step_obj, "step");
+  const uint64_t offset = index_mod64(offset_obj, "offset");
   auto y = like(x);
   float* yp = y.mutable_data();
   const float* xp = x.data();
   const int64_t n = x.size();
   {
     py::gil_scoped_release release;
-    kernel(yp, xp, n, rate, seed, step);
+    kernel(yp, xp, n, rate, seed, step, offset);
   }
   return y;
 }
@@ -142,17 +144,17 @@ void bind_core_elementwise(py::module_& m) {
         "logits (N,M); labels int32 (N,) or float32 (N,M); sample_weight (N,) or None -> (loss, probs, dlogits).");
   m.def(
       "dropout_forward",
-      [](py::handle x, double rate, py::handle seed, py::handle step) {
-        return dropout(&microcnn::dropout_forward, "x", x, rate, seed, step);
+      [](py::handle x, double rate, py::handle seed, py::handle step, py::handle offset) {
+        return dropout(&microcnn::dropout_forward, "x", x, rate, seed, step, offset);
       },
-      py::arg("x"), py::arg("rate"), py::arg("seed"), py::arg("step"),
-      "Inverted dropout with a counter-based mask of (seed, step, index); 0 <= rate < 1.");
+      py::arg("x"), py::arg("rate"), py::arg("seed"), py::arg("step"), py::arg("offset") = 0,
+      "Inverted dropout with a counter-based mask of (seed, step, offset + index); 0 <= rate < 1.");
   m.def(
       "dropout_backward",
-      [](py::handle dy, double rate, py::handle seed, py::handle step) {
-        return dropout(&microcnn::dropout_backward, "dy", dy, rate, seed, step);
+      [](py::handle dy, double rate, py::handle seed, py::handle step, py::handle offset) {
+        return dropout(&microcnn::dropout_backward, "dy", dy, rate, seed, step, offset);
       },
-      py::arg("dy"), py::arg("rate"), py::arg("seed"), py::arg("step"),
+      py::arg("dy"), py::arg("rate"), py::arg("seed"), py::arg("step"), py::arg("offset") = 0,
       "The forward mask (recomputed from seed, step) applied to dy.");
 }
 

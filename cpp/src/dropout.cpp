@@ -24,7 +24,8 @@ inline float uniform(uint64_t key, uint64_t i) {
 }
 
 // dst = keep ? src * scale : 0, for forward and backward alike.
-void apply_mask(float* dst, const float* src, int64_t n, double rate, uint64_t seed, uint64_t step) {
+void apply_mask(float* dst, const float* src, int64_t n, double rate, uint64_t seed, uint64_t step,
+                uint64_t offset) {
   const uint64_t key = stream_key(seed, step);
   const float scale = 1.0f / (1.0f - static_cast<float>(rate));
 #pragma omp parallel if (n >= kParallelMin)
@@ -32,7 +33,7 @@ void apply_mask(float* dst, const float* src, int64_t n, double rate, uint64_t s
     DenormalGuard guard;
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i)
-      dst[i] = uniform(key, static_cast<uint64_t>(i)) >= rate ? src[i] * scale : 0.0f;
+      dst[i] = uniform(key, offset + static_cast<uint64_t>(i)) >= rate ? src[i] * scale : 0.0f;
   }
 }
 
@@ -41,13 +42,15 @@ void apply_mask(float* dst, const float* src, int64_t n, double rate, uint64_t s
 float dropout_uniform(uint64_t seed, uint64_t step, uint64_t i) { return uniform(stream_key(seed, step), i); }
 
 // x (n) -> y (n)
-void dropout_forward(float* y, const float* x, int64_t n, double rate, uint64_t seed, uint64_t step) {
-  apply_mask(y, x, n, rate, seed, step);
+void dropout_forward(float* y, const float* x, int64_t n, double rate, uint64_t seed, uint64_t step,
+                     uint64_t offset) {
+  apply_mask(y, x, n, rate, seed, step, offset);
 }
 
 // dy (n) -> dx (n)
-void dropout_backward(float* dx, const float* dy, int64_t n, double rate, uint64_t seed, uint64_t step) {
-  apply_mask(dx, dy, n, rate, seed, step);
+void dropout_backward(float* dx, const float* dy, int64_t n, double rate, uint64_t seed, uint64_t step,
+                      uint64_t offset) {
+  apply_mask(dx, dy, n, rate, seed, step, offset);
 }
 
 }  // namespace microcnn

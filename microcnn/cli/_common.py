@@ -84,6 +84,7 @@ def run(prog, body, argv, debug_flag="--debug", keep_going_without_stdout=False)
     goes away ends the command quietly, or with keep_going_without_stdout (training) is ignored."""
     import signal
 
+    from .. import distributed
     from . import _safety
 
     debug = debug_flag in (argv if argv is not None else sys.argv[1:])
@@ -98,17 +99,19 @@ def run(prog, body, argv, debug_flag="--debug", keep_going_without_stdout=False)
         _safety.TolerantStream(sys.stdout)._failed()  # nothing more reaches the reader, not even at exit
         return EXIT_OK
     except UsageError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        if distributed.is_root():  # every MPI rank parsed the same command line
+            print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as e:  # --help / --version
         return e.code if isinstance(e.code, int) else EXIT_OK
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(f"{prog}: {distributed.error_prefix()}interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - the one place every error becomes a message
         if debug:
             traceback.print_exc()
-        print(f"{prog}: error: {describe_error(e)}", file=sys.stderr)
+        print(f"{prog}: error: {distributed.error_prefix()}{describe_error(e)}", file=sys.stderr)
+        distributed.abort_on_error(EXIT_ERROR)  # under MPI the other ranks would wait for this one
         return EXIT_ERROR
 
 

@@ -3,19 +3,12 @@
 import csv
 import io
 import os
-import tempfile
 
 import numpy as np
 
 from .. import _atomic
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
-
-
-def _umask_mode():
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def write_atomic(path, text):
@@ -45,12 +38,9 @@ def confusion_matrix(y_true, y_pred, num_classes):
 
 
 def confusion_text(matrix, class_names):
-    width = max(8, *(len(n) for n in class_names)) + 2
-    lines = ["Validation confusion matrix (rows: true class, columns: predicted):",
-             " " * width + "".join(f"{n:>{width}}" for n in class_names)]
-    for name, row in zip(class_names, matrix):
-        lines.append(f"{name:>{width}}" + "".join(f"{v:>{width}d}" for v in row))
-    return "\n".join(lines)
+    from ..metrics import confusion_text as text
+
+    return text(matrix, class_names, title="Validation confusion matrix")
 
 
 def confusion_csv(matrix, class_names):
@@ -62,62 +52,14 @@ def confusion_csv(matrix, class_names):
     return out.getvalue()
 
 
-def save_plots(out_dir, history, matrix, class_names):
-    """curves.png and confusion.png when matplotlib is installed; returns the files written."""
-    try:
-        import matplotlib
+def save_plots(out_dir, history, matrix, class_names, saved_epoch=None, details=None, plot_format="png"):
+    """curves.<fmt> and confusion.<fmt> when matplotlib is installed (see microcnn/plots.py); returns the
+    files written."""
+    from .. import plots
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
-    except ImportError:
-        return []
-    written = []
-    epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    if len(epochs):
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for ax, key in zip(axes, ("loss", "accuracy")):
-            ax.plot(epochs, history[key], label="train")
-            val = history.get("val_" + key)
-            if val:
-                ax.plot(epochs[: len(val)], val, label="validation")
-            ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel(key)
-            ax.grid(alpha=0.3)
-            ax.legend()
-        fig.tight_layout()
-        written.append(_savefig(fig, os.path.join(out_dir, "curves.png")))
-        plt.close(fig)
+    written = [plots.training_curves(os.path.join(out_dir, f"curves.{plot_format}"), history, saved_epoch,
+                                     details)]
     if matrix is not None:
-        n = len(class_names)
-        fig, ax = plt.subplots(figsize=(1.2 * n + 3, 1.2 * n + 2))
-        ax.imshow(matrix, cmap="Blues")
-        ax.set_xticks(range(n), class_names, rotation=45, ha="right")
-        ax.set_yticks(range(n), class_names)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        limit = matrix.max() / 2 if matrix.size else 0
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                        color="white" if matrix[i, j] > limit else "black")
-        ax.set_title("Validation confusion matrix")
-        fig.tight_layout()
-        written.append(_savefig(fig, os.path.join(out_dir, "confusion.png")))
-        plt.close(fig)
-    return written
-
-
-def _savefig(fig, path):
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+        written.append(plots.confusion(os.path.join(out_dir, f"confusion.{plot_format}"), matrix, class_names,
+                                       title="Validation confusion matrix"))
+    return [path for path in written if path is not None]

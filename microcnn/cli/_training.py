@@ -80,12 +80,14 @@ class Tracker(Callback):
     the per-epoch history, and an in-memory copy of the weights of the best epoch: highest validation
     accuracy, ties broken by the lower validation loss."""
 
-    KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+    KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr")
 
     def __init__(self, steps, epochs, has_validation, history=None, best_epoch=None, best=None):
         super().__init__()
         self.steps, self.epochs, self.has_validation = steps, epochs, has_validation
         self.history = history or {k: [] for k in self.KEYS}
+        for k in self.KEYS:  # a checkpoint from before a key was added
+            self.history.setdefault(k, [None] * len(self.history["loss"]))
         self.best_epoch = best_epoch
         self.best = best
         self.best_weights = None

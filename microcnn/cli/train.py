@@ -1,22 +1,30 @@
 """microcnn-train DATASET: train a classifier on a folder of labelled images.
 
 Writes to --out (default model/): the model of the epoch with the best validation accuracy (config.json,
-weights.safetensors, with class names and preprocessing in its metadata), history.csv, confusion.csv and,
-with matplotlib, curves.png and confusion.png. Ctrl-C saves a resumable checkpoint in OUT/checkpoint/.
+weights.safetensors, with class names and preprocessing in its metadata; ood.safetensors, the detector of
+unknown images, calibrated on the validation images), history.csv, confusion.csv, split.csv (when the
+validation images are drawn at random), test_evaluation.json (when DATASET has a test/ folder) and, with
+matplotlib, curves.png and confusion.png. Ctrl-C saves a resumable checkpoint in OUT/checkpoint/.
 """
 
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .. import distributed
 from ..augment import ImageAugmenter
+from ..cache import default_cache_dir, describe_cache, open_cache
+from ..callbacks import Callback
 from ..data import COLOR_MODES, FolderDataset
 from ..images import describe
+from ..ood import DEFAULT_METHOD, METHODS
+from ..plots import PLOT_FORMATS
 from ..presets import available_presets
 from ..training import _defer_keyboard_interrupt as defer_keyboard_interrupt
-from . import _metadata, _report, _resume, _safety
+from . import _metadata, _open_set, _report, _resume, _safety, _train_extras
 from ._common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -53,6 +61,13 @@ EPILOG = """\
 dataset layouts (class order = folder names sorted):
   DATASET/train/<class>/*.png  and  DATASET/validation/<class>/*.png   (or valid/, val/)
   DATASET/<class>/*.png        a seeded, stratified --validation-split (default 0.2) is held out
+  DATASET/test/<class>/*.png   optional: evaluated once at the end with the saved model (test_evaluation.json)
+
+the dataset is checked first (microcnn-check): duplicated, conflicting and leaked images are a warning
+
+several processes (pip install 'microcnn[mpi]'):
+  mpiexec -n N microcnn-train DATASET ...   (or srun) trains one model; --batch-size is the global batch,
+  rank 0 writes; under MPI a checkpoint is saved every epoch, and SIGUSR1 stops with one at the current step
 
 exit status: 0 trained, 1 error or a NaN/Inf loss (the last good model is kept), 2 bad command line,
 130 interrupted (checkpoint saved; use --resume)
@@ -89,6 +104,21 @@ def build_parser():
     p.add_argument("--class-weight", choices=("none", "auto"), default="none",
                    help="auto: weight each class by n_images / (n_classes * its images), for imbalanced "
                         "datasets (default none)")
+    p.add_argument("--accept", type=fraction, default=0.95, metavar="Q",
+                   help="calibrate the unknown-image detector to accept the fraction Q of validation images "
+                        "(default 0.95; microcnn-predict --accept changes it later)")
+    p.add_argument("--ood-method", choices=METHODS, default=DEFAULT_METHOD,
+                   help=f"how the detector scores likeness to the training images (default {DEFAULT_METHOD}; "
+                        f"see the README's open-set section)")
+    p.add_argument("--plot-format", choices=PLOT_FORMATS, default="png",
+                   help="format of curves and confusion plots (default png)")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the check for duplicated, conflicting and leaked images before training")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="decode images once into an on-disk cache in DIR and stream batches from it "
+                        "(default DATASET/.microcnn-cache)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="decode every image into memory at each run instead of using the cache")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run saved in OUT/checkpoint/")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the model in a non-empty OUT (only the files this tool writes)")
@@ -102,6 +132,8 @@ def main(argv=None):
 
 def _main(argv):
     args = parse(build_parser(), argv)
+    world = distributed.world()  # under mpiexec/srun: one of several processes training one model
+    distributed.quiet_other_ranks()
     set_threads(args.threads)
     dataset = Path(args.dataset)
     if not dataset.is_dir():
@@ -113,16 +145,28 @@ def _main(argv):
     problem = image_size_problem(settings["arch"], tuple(settings["image_size"]))
     if problem:
         raise UsageError(f"--image-size: {problem}")
+    if world is not None:
+        settings = world.bcast(settings)  # one seed for all ranks when it is drawn at random
 
     import microcnn
 
     microcnn.set_seed(settings["seed"])
     split_seed, shuffle_seed, augment_seed = (int(s) for s in np.random.SeedSequence(settings["seed"]).generate_state(3))
     print(f"Reading {dataset}/ ...", flush=True)
-    ds = FolderDataset(dataset, image_size=tuple(settings["image_size"]), color=settings["color"],
-                       validation_split=settings["validation_split"], seed=split_seed, progress=_progress)
+    ds = _read_dataset(dataset, args, settings, split_seed, world)
     print(ds.report.summary(dataset))
-    print(f"Images in memory: {ds.nbytes / 1e6:.1f} MB as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
+    if not args.no_check and distributed.is_root():
+        _train_extras.warn_about_dataset(dataset, PROG)
+    test_items = _train_extras.test_folder(dataset, ds.class_names)
+    if test_items:
+        print(f"Test images: {len(test_items)} in {dataset / 'test'}/, evaluated once after training")
+    split_text = _train_extras.split_csv(dataset, settings["validation_split"], split_seed, ds.class_names)
+    if ds.cache is not None:
+        on_disk = (ds.x_train.disk_bytes + ds.x_val.disk_bytes) / 1e6
+        print(f"{describe_cache(ds.cache, len(ds.x_train) + len(ds.x_val) + len(ds.report.failed))}; "
+              f"{on_disk:.1f} MB on disk, streamed as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
+    else:
+        print(f"Images in memory: {ds.nbytes / 1e6:.1f} MB as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
     if resume is not None and (resume["class_names"] != ds.class_names
                                or resume["preprocessing"] != ds.preprocessing):
         raise RuntimeError(f"{out / CHECKPOINT}: the checkpoint was trained on classes "
@@ -153,21 +197,27 @@ def _main(argv):
         "trained_by": MARKER, "class_names": ds.class_names, "preprocessing": ds.preprocessing,
         "arch": settings["arch"], "training": {**settings, "dataset": str(dataset.resolve()),
                                                "augment": augmenter.get_config() if augmenter else None},
+        "input_profile": _open_set.input_profile(dataset, settings["validation_split"], split_seed),
     }
     start = tracker.epochs_completed
     threads = microcnn._core.get_num_threads()
+    ranks = "" if world is None else f" x {world.size} MPI processes (batch {settings['batch_size']} split " \
+        "between them)"
     class_weight = class_weights_for(settings["class_weight"], ds)
     extra_callbacks = training_callbacks(settings, validation is not None)
     guard = StopOnNonFinite(keep_last_good=validation is None)
     callbacks = [guard, tracker] + extra_callbacks
     if resume is not None:
         callbacks.append(_resume.restore(model, train, resume["resume"], extra_callbacks))
+    if world is not None:
+        callbacks.append(_EpochCheckpoint(lambda: _save_checkpoint(
+            model, out, metadata, _resume.capture(model, train, tracker, extra_callbacks))))
     schedule = "" if settings["schedule"] == "constant" else f" ({settings['schedule']} schedule)"
     print(f"{'Resuming' if resume else 'Training'} {settings['arch']} ({model.count_params():,} parameters) "
           f"from epoch {start + 1} to {settings['epochs']}: batch {settings['batch_size']}, Adam lr "
           f"{settings['lr']:g}{schedule}, "
           f"{'no augmentation' if augmenter is None else 'shear/zoom/flip augmentation'}, "
-          f"seed {settings['seed']}, {threads} thread{'s' if threads != 1 else ''}", flush=True)
+          f"seed {settings['seed']}, {threads} thread{'s' if threads != 1 else ''}{ranks}", flush=True)
     if class_weight is not None:
         print("Class weights: " + ", ".join(f"{ds.class_names[c]} {w:.3g}" for c, w in class_weight.items()))
     t0 = time.perf_counter()
@@ -176,40 +226,89 @@ def _main(argv):
                   callbacks=callbacks, class_weight=class_weight, verbose=0)
     except KeyboardInterrupt:
         tracker.close()
+        if not distributed.is_root():  # every rank stopped after the same step; rank 0 saves
+            return EXIT_INTERRUPTED
         print("\nInterrupted: saving a checkpoint ...", file=sys.stderr, flush=True)
         with defer_keyboard_interrupt():  # a second Ctrl-C waits for the saves
             _save_checkpoint(model, out, metadata, _resume.capture(model, train, tracker, extra_callbacks))
-            _finish(model, ds, tracker, out, metadata, validation)
+            _finish(model, ds, tracker, out, metadata, validation, args.plot_format, split_text)
         print(f"Checkpoint saved in {out / CHECKPOINT}/; run the same command with --resume to continue.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except NonFiniteError as e:
         tracker.close()
-        return _stop_non_finite(e, model, ds, tracker, guard, out, metadata, validation, settings)
+        return _stop_non_finite(e, model, ds, tracker, guard, out, metadata, validation, settings,
+                                (args.plot_format, split_text))
     print(f"Trained {tracker.epochs_completed - start} epoch(s) in {time.perf_counter() - t0:.1f} s")
+    if world is not None:
+        steps = max(world.allreduce_calls, 1)
+        print(f"Gradient allreduce: {1000 * world.allreduce_seconds / steps:.1f} ms per step on average spent "
+              f"waiting for it after the backward pass ({world.allreduce_seconds:.1f} s in total)")
+        if not distributed.is_root():
+            return EXIT_OK
     try:
         with defer_keyboard_interrupt():  # Ctrl-C now would lose the trained model: it waits for the save
-            _finish(model, ds, tracker, out, metadata, validation)
+            _finish(model, ds, tracker, out, metadata, validation, args.plot_format, split_text)
             _safety.remove_checkpoint(out / CHECKPOINT, _is_ours)  # the run it could resume has finished
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted after the model was saved completely", file=sys.stderr)
+        return EXIT_OK
+    if test_items and tracker.epochs_completed:
+        written = _train_extras.evaluate_test(out, test_items, settings["batch_size"])
+        print(f"Test evaluation written to {out / written}")
+    elif tracker.epochs_completed:  # a new model: an earlier run's test evaluation no longer applies
+        _train_extras.write_or_remove(out / _train_extras.TEST_EVALUATION, None)
     return EXIT_OK
 
 
-def _stop_non_finite(error, model, ds, tracker, guard, out, metadata, validation, settings):
+def _stop_non_finite(error, model, ds, tracker, guard, out, metadata, validation, settings, finish_args):
     """A NaN/Inf loss or weight: keep the last good model (the best epoch's, or without validation the last
     finite epoch's), never the broken weights, and exit 1 with one line saying what happened."""
     if tracker.best_weights is None and guard.last_good is not None:
         tracker.best_weights = guard.last_good
     kept = ""
-    if tracker.best_weights is not None:
-        _finish(model, ds, tracker, out, metadata, validation)
+    if tracker.best_weights is not None and distributed.is_root():
+        _finish(model, ds, tracker, out, metadata, validation, *finish_args)
         kept = f"; kept the model of the last good epoch in {out}/"
     else:
         tracker.history = {k: [] for k in tracker.history}  # nothing good to save
     print(f"{PROG}: error: {error}: training stopped (try a lower --lr than {settings['lr']:g}, or check the "
           f"images for extreme values){kept}", file=sys.stderr)
     return EXIT_ERROR
+
+
+class _EpochCheckpoint(Callback):
+    """Under MPI, rank 0 saves the checkpoint after every epoch: Open MPI's mpiexec ends all ranks within
+    a fraction of a second of Ctrl-C, too soon to save one then (SIGUSR1 stops the run with a checkpoint)."""
+
+    def __init__(self, save):
+        super().__init__()
+        self.save = save
+
+    def on_epoch_end(self, epoch, logs=None):
+        if distributed.is_root():
+            self.save()
+
+
+def _read_dataset(dataset, args, settings, split_seed, world):
+    """FolderDataset through the image cache (unless --no-cache). Under MPI rank 0 decodes what the cache
+    lacks while the others wait, then they read the cache rank 0 wrote."""
+    cache = None
+    root = world is None or world.rank == 0
+    if not args.no_cache:
+        folder = Path(args.cache) if args.cache else default_cache_dir(dataset)
+        cache = open_cache(folder, tuple(settings["image_size"]), update=root,
+                           stream=sys.stderr if root else open(os.devnull, "w"))  # noqa: SIM115
+    if world is not None and not world.bcast(cache is not None if root else None):
+        cache = None  # rank 0 could not write the cache: every rank decodes into memory
+    if world is not None and not root and cache is not None:
+        world.barrier()
+    ds = FolderDataset(dataset, image_size=tuple(settings["image_size"]), color=settings["color"],
+                       validation_split=settings["validation_split"], seed=split_seed,
+                       progress=_progress if root else None, cache=cache)
+    if world is not None and root and cache is not None:
+        world.barrier()
+    return ds
 
 
 def _progress(items, total, split):
@@ -222,7 +321,8 @@ def _progress(items, total, split):
 _SETTING_KEYS = ("epochs", "batch_size", "image_size", "lr", "color", "seed", "no_augment", "validation_split",
                  "arch")
 # Added later: a checkpoint written before them resumes with these values.
-_LATER_SETTINGS = {"schedule": "constant", "patience": None, "class_weight": "none"}
+_LATER_SETTINGS = {"schedule": "constant", "patience": None, "class_weight": "none", "accept": 0.95,
+                   "ood_method": DEFAULT_METHOD}
 
 
 def _settings(args, resume):
@@ -237,7 +337,8 @@ def _settings(args, resume):
     return {"epochs": args.epochs or 20, "batch_size": args.batch_size, "image_size": list(args.image_size),
             "lr": args.lr, "color": args.color, "seed": seed, "no_augment": args.no_augment,
             "validation_split": args.validation_split, "arch": args.arch, "schedule": args.schedule,
-            "patience": args.patience, "class_weight": args.class_weight}
+            "patience": args.patience, "class_weight": args.class_weight, "accept": args.accept,
+            "ood_method": args.ood_method}
 
 
 def _is_ours(folder):
@@ -270,8 +371,10 @@ def _check_out(out, dataset, args):
             raise RuntimeError(f"--out {out}: already contains {what}; pass --overwrite to replace the model "
                                f"(other files are kept), --resume to continue an interrupted run, or choose "
                                f"another --out")
-        _safety.remove_checkpoint(out / CHECKPOINT, _is_ours)
-    _safety.probe_writable(out)
+        if distributed.is_root():
+            _safety.remove_checkpoint(out / CHECKPOINT, _is_ours)
+    if distributed.is_root():
+        _safety.probe_writable(out)
 
 
 def _read_checkpoint(out):
@@ -287,8 +390,11 @@ def _save_checkpoint(model, out, metadata, state):
     model.save(out / CHECKPOINT, metadata={**metadata, "resume": state}, include_optimizer=True)
 
 
-def _finish(model, ds, tracker, out, metadata, validation):
-    """Put the best weights in the model, save it, and write the history, confusion matrix and plots."""
+def _finish(model, ds, tracker, out, metadata, validation, plot_format="png", split_text=None):
+    """Put the best weights in the model, save it, and write the history, confusion matrix, plots and the
+    random validation split (split.csv)."""
+    if validation is not None and validation.shard:  # all of it, also on rank 0 of an MPI run
+        validation = ds.batches("validation", validation.batch_size, shard=False)
     if tracker.epochs_completed == 0:
         print("No epoch completed: no model saved.", file=sys.stderr)
         return
@@ -298,6 +404,7 @@ def _finish(model, ds, tracker, out, metadata, validation):
     metadata = {**metadata, "training": {**metadata["training"], "epochs_completed": tracker.epochs_completed,
                                           "best_epoch": best_epoch, "best": tracker.best}}
     out.mkdir(parents=True, exist_ok=True)
+    _open_set.fit_detector(model, ds, validation, metadata["training"])
     model.save(out, metadata=metadata, include_optimizer=False)
     _report.write_atomic(out / "history.csv", _report.history_csv(tracker.history))
     matrix = None
@@ -306,14 +413,17 @@ def _finish(model, ds, tracker, out, metadata, validation):
         matrix = _report.confusion_matrix(ds.y_val, predicted, ds.num_classes)
         print(_report.confusion_text(matrix, ds.class_names))
         _report.write_atomic(out / "confusion.csv", _report.confusion_csv(matrix, ds.class_names))
-    plots = _report.save_plots(out, tracker.history, matrix, ds.class_names)
+    _train_extras.write_or_remove(out / _train_extras.SPLIT_CSV, split_text)
+    details = _train_extras.plot_details(metadata["training"], metadata["training"]["dataset"], ds)
+    plots = _report.save_plots(out, tracker.history, matrix, ds.class_names, best_epoch, details, plot_format)
     if tracker.best_epoch is not None:
         acc = tracker.best["val_accuracy"]
         print(f"Saved the model of epoch {best_epoch} (best validation accuracy {acc:.4f}) to {out}/")
     else:
         print(f"Saved the model of epoch {best_epoch} (no validation images: the last epoch) to {out}/")
     files = ["history.csv"] + (["confusion.csv"] if matrix is not None else []) + [Path(p).name for p in plots]
-    hint = "" if plots else " (pip install matplotlib for curves.png and confusion.png)"
+    files += [_train_extras.SPLIT_CSV] if split_text is not None else []
+    hint = "" if plots else " (pip install matplotlib for curves and confusion plots)"
     print(f"Also written: {', '.join(files)}{hint}")
 
 

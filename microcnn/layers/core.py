@@ -124,6 +124,7 @@ class Dropout(Layer):
         self.seed = optional_seed("seed", seed)
         self._mask_seed = None
         self._step = 0
+        self.row_offset = 0  # under MPI: the first row of this rank's chunk in the global batch
 
     def forward(self, x, training=False, record=None):
         self._cache = None  # also when recording in inference mode: backward is then the identity
@@ -132,18 +133,21 @@ class Dropout(Layer):
         if self._mask_seed is None:
             # Drawn at the first training step, from the global generator so that `set_seed` covers it.
             self._mask_seed = self.seed if self.seed is not None else _seeding.draw_seed()
-        self._cache = self._step
-        return _core.dropout_forward(x, self.rate, self._mask_seed, self._step)
+        # The mask is keyed by the element's index in the global batch, the same for 1 or N processes.
+        offset = self.row_offset * (x.size // max(len(x), 1))
+        self._cache = (self._step, offset)
+        return _core.dropout_forward(x, self.rate, self._mask_seed, self._step, offset)
 
     def commit_step(self):
         if self.rate > 0.0:
             self._step += 1  # the next step draws a new mask
 
     def backward(self, dy, need_dx=True):
-        step, self._cache = self._cache, None
-        if step is None:  # forward ran with rate 0
+        cached, self._cache = self._cache, None
+        if cached is None:  # forward ran with rate 0
             return dy
-        return _core.dropout_backward(dy, self.rate, self._mask_seed, step) if need_dx else None
+        step, offset = cached
+        return _core.dropout_backward(dy, self.rate, self._mask_seed, step, offset) if need_dx else None
 
     def get_training_state(self):
         seed = -1 if self._mask_seed is None else self._mask_seed  # -1: not drawn yet

@@ -7,7 +7,9 @@
 //             z ^= z>>31
 //   key     = mix(mix(seed + G) ^ step),  G = 0x9e3779b97f4a7c15 (all arithmetic mod 2^64)
 //   u_i     = (mix(key + (i+1)*G) >> 40) * 2^-24    (uniform in [0,1), exact in float)
-//   keep_i  = u_i >= rate;  y_i = keep_i ? x_i * (1/(1-rate)) : 0   (scale computed in float)
+//   keep_i  = u_(offset+i) >= rate;  y_i = keep_i ? x_i * (1/(1-rate)) : 0   (scale computed in float)
+// `offset` is the index of x[0] in a larger tensor: a process holding rows [r, r + n) of a batch of F
+// features per row passes offset r*F and draws exactly the mask those rows get in the whole batch.
 #pragma once
 #include <cstdint>
 
@@ -17,8 +19,10 @@ namespace microcnn {
 float dropout_uniform(uint64_t seed, uint64_t step, uint64_t i);
 
 // x (n) -> y (n); 0 <= rate < 1
-void dropout_forward(float* y, const float* x, int64_t n, double rate, uint64_t seed, uint64_t step);
-// dy (n) -> dx (n) with the mask of the forward call with the same (rate, seed, step)
-void dropout_backward(float* dx, const float* dy, int64_t n, double rate, uint64_t seed, uint64_t step);
+void dropout_forward(float* y, const float* x, int64_t n, double rate, uint64_t seed, uint64_t step,
+                     uint64_t offset = 0);
+// dy (n) -> dx (n) with the mask of the forward call with the same (rate, seed, step, offset)
+void dropout_backward(float* dx, const float* dy, int64_t n, double rate, uint64_t seed, uint64_t step,
+                      uint64_t offset = 0);
 
 }  // namespace microcnn
