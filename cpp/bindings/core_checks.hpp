@@ -117,6 +117,10 @@ inline ConvShape conv_geometry(py::ssize_t N, py::ssize_t H, py::ssize_t W, py::
   if (S < 1) value_error(std::string(kernel_w) + ": expected a kernel width >= 1, got " + std::to_string(S));
   expect_stride(stride_h, "stride_h");
   expect_stride(stride_w, "stride_w");
+  // Array sizes are far below this; a size given as a number (conv2d_output_size) is not, and the padding
+  // arithmetic below adds kernel extents to it.
+  for (const int64_t size : {N, H, W, C, K})
+    if (size > (int64_t{1} << 62)) value_error("size: expected at most 2^62, got " + std::to_string(size));
   expect_window(R, kernel_h, "kernel height");
   expect_window(S, kernel_w, "kernel width");
   expect_window(stride_h, "stride_h", "stride");
