@@ -244,6 +244,8 @@ class FolderDataset:
         }
         del high
         any_high = any(d.high_depth for split in decoded.values() for d, _, _ in split)
+        # Which depths the files had, for the log line (images.describe): 8-bit, high-bit-depth or both.
+        self.any_8bit = any(not d.high_depth for split in decoded.values() for d, _, _ in split)
         self.x_train, self.y_train = self._stack(decoded["train"], any_high)
         self.x_val, self.y_val = self._stack(decoded["validation"], any_high)
         counts = {s: np.bincount(getattr(self, "y_" + ("train" if s == "train" else "val")),

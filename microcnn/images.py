@@ -207,8 +207,9 @@ def read_options(preprocessing):
     return {"channels": preprocessing.get("channel_select"), "z_projection": preprocessing.get("z_projection")}
 
 
-def describe(preprocessing):
-    """One line for logs: the image size, channels and scaling of a preprocessing dict."""
+def describe(preprocessing, any_8bit=True):
+    """One line for logs: the image size, channels and scaling of a preprocessing dict (any_8bit=False: no
+    8-bit file was read, so only the high-bit-depth rule is named)."""
     h, w = preprocessing["image_size"]
     c = preprocessing["channels"]
     kind = {1: "grayscale", 3: "RGB"}.get(c, f"{c} channels")
@@ -216,11 +217,11 @@ def describe(preprocessing):
         kind += f" (file channels {','.join(map(str, preprocessing['channel_select']))})"
     if preprocessing.get("z_projection"):
         kind += f", z-stack {preprocessing['z_projection']} projection"
-    text = f"{h}x{w}, {kind}, 8-bit / 255"
     ranges = preprocessing.get("channel_ranges")
     if ranges is None and preprocessing.get("high_depth_range") is not None:
         ranges = [preprocessing["high_depth_range"]]
+    text = f"{h}x{w}, {kind}" + (", 8-bit / 255" if any_8bit or ranges is None else "")
     if ranges is not None:
         parts = [f"(x - {lo:g}) / ({hi:g} - {lo:g})" for lo, hi in ranges]
-        text += ", high-bit-depth " + ("; ".join(parts) if len(parts) > 1 else parts[0])
+        text += (", high-bit-depth " if any_8bit else ", ") + ("; ".join(parts) if len(parts) > 1 else parts[0])
     return text

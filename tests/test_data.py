@@ -291,3 +291,12 @@ def test_large_jpeg_decoded_at_reduced_scale_consistently(tmp_path):
     np.testing.assert_array_equal(x[0], ds.batches("train", 4, shuffle=False).x[0] / np.float32(255))
     full = np.asarray(Image.open(tmp_path / "p" / "0.jpg").convert("L").resize((32, 24), Image.Resampling.BILINEAR))
     assert np.abs(x[0, :, :, 0] * 255 - full).mean() < 3.0  # the reduced-scale decode is a faithful thumbnail
+
+
+def test_the_log_line_names_only_the_scaling_rules_the_files_use():
+    from microcnn.images import describe
+
+    pre = {"image_size": [8, 8], "channels": 1, "high_depth_range": [133.6, 2961.0]}
+    assert describe(pre, any_8bit=False) == "8x8, grayscale, (x - 133.6) / (2961 - 133.6)"
+    assert describe(pre) == "8x8, grayscale, 8-bit / 255, high-bit-depth (x - 133.6) / (2961 - 133.6)"
+    assert describe({"image_size": [8, 8], "channels": 3}, any_8bit=True) == "8x8, RGB, 8-bit / 255"

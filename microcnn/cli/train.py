@@ -174,9 +174,9 @@ def _main(argv):
     if ds.cache is not None:
         on_disk = (ds.x_train.disk_bytes + ds.x_val.disk_bytes) / 1e6
         print(f"{describe_cache(ds.cache, len(ds.x_train) + len(ds.x_val) + len(ds.report.failed))}; "
-              f"{on_disk:.1f} MB on disk, streamed as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
+              f"{on_disk:.1f} MB on disk, streamed as {ds.x_train.dtype} ({describe(ds.preprocessing, ds.any_8bit)})")
     else:
-        print(f"Images in memory: {ds.nbytes / 1e6:.1f} MB as {ds.x_train.dtype} ({describe(ds.preprocessing)})")
+        print(f"Images in memory: {ds.nbytes / 1e6:.1f} MB as {ds.x_train.dtype} ({describe(ds.preprocessing, ds.any_8bit)})")
     if resume is not None and (resume["class_names"] != ds.class_names
                                or resume["preprocessing"] != ds.preprocessing):
         raise RuntimeError(f"{out / CHECKPOINT}: the checkpoint was trained on classes "
