@@ -7,13 +7,13 @@ OpenVINO workers run the microcnn model's own weights as an ONNX graph (peer_onn
 probabilities match microcnn's.
 """
 
-import json
 import os
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _seed_workers import main as seed_workers_main
 from _seed_workers import timed
 
 LR = 4e-4
@@ -201,11 +201,4 @@ WORKERS = {
 
 
 def main(name, args):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        result = WORKERS[name](args)
-    except ImportError as e:
-        result = {"skipped": f"not installed ({e.name or e})"}
-    except Exception as e:  # noqa: BLE001 - any failure becomes this framework's row in the table
-        result = {"error": f"{type(e).__name__}: {e}"}
-    sys.stdout.write("RESULT " + json.dumps(result) + "\n")
+    seed_workers_main(name, args, WORKERS)

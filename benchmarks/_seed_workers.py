@@ -266,10 +266,13 @@ WORKERS = {
 }
 
 
-def main(name, args):
+def main(name, args, workers=None):
+    """Run one worker (from `workers`, default this file's) and print its RESULT line for the parent."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        result = WORKERS[name](args)
+        result = (workers or WORKERS)[name](args)
+    except ImportError as e:
+        result = {"skipped": f"not installed ({e.name or e})"}
     except Exception as e:  # noqa: BLE001 - any failure becomes this framework's row in the table
         result = {"error": f"{type(e).__name__}: {e}"}
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")

@@ -15,12 +15,12 @@ workers, and a figure is the median over all timed steps of all rounds. Batch fi
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+from bench_seed import cpu_model
 
 HERE = Path(__file__).resolve().parent
 TUNABLES = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=2147483647"
@@ -91,16 +91,6 @@ def merge(rounds):
         if key in out:
             out[key] = [t for r in ok for t in r[key]]
     return out
-
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def figures(r, batch):

@@ -85,13 +85,7 @@ def batch_step(model, world, x, y, sample_weight, class_weight, training, atomic
             if isinstance(layer, Dropout):
                 layer.row_offset = offset  # the chunk's first row in the global batch keys its masks
         try:
-            x = model._prepare_x(x)
-            labels = model.loss.prepare_labels(y, model.output_shape[-1])
-            weights = model._sample_weights(labels, sample_weight, class_weight, len(x))
-            logits = model._fused_softmax()
-            outputs = model._forward(x, training, logits)
-            loss, probs, doutputs = model.loss(outputs, labels, weights, outputs_are_logits=logits)
-            correct = int(np.count_nonzero(np.argmax(probs, axis=1) == model.loss.class_indices(labels)))
+            loss, correct, doutputs = model._forward_and_loss(x, y, sample_weight, class_weight, training)
             if training:
                 _backward_and_sum(model._current_plan(), doutputs, trainable, n_local, reducer, grads)
         except BaseException:

@@ -134,16 +134,9 @@ class TrainingMixin:
             if totals is not None:
                 totals.add(*result)
             return result
-        x = self._prepare_x(x)
-        labels = self.loss.prepare_labels(y, self.output_shape[-1])
-        if len(labels) != len(x):
-            raise ValueError(f"y: expected {len(x)} labels for a batch of {len(x)} samples, got {len(labels)}")
-        weights = self._sample_weights(labels, sample_weight, class_weight, len(x))
-        logits = self._fused_softmax()
+        rows = len(x)
         try:
-            outputs = self._forward(x, training, logits)
-            loss, probs, doutputs = self.loss(outputs, labels, weights, outputs_are_logits=logits)
-            correct = int(np.count_nonzero(np.argmax(probs, axis=1) == self.loss.class_indices(labels)))
+            loss, correct, doutputs = self._forward_and_loss(x, y, sample_weight, class_weight, training)
             if training:
                 grads_and_vars, names = self._backward(doutputs)
                 with _defer_keyboard_interrupt():
@@ -151,13 +144,26 @@ class TrainingMixin:
                     for layer in self._layers:
                         layer.commit_step()
                     if totals is not None:
-                        totals.add(float(loss), correct, len(x))
+                        totals.add(float(loss), correct, rows)
             elif totals is not None:
-                totals.add(float(loss), correct, len(x))
+                totals.add(float(loss), correct, rows)
         except BaseException:
             self._current_plan().clear()
             raise
-        return float(loss), correct, len(x)
+        return float(loss), correct, rows
+
+    def _forward_and_loss(self, x, y, sample_weight, class_weight, training):
+        """One batch forward and its loss: -> (loss, number correct, d loss / d outputs)."""
+        x = self._prepare_x(x)
+        labels = self.loss.prepare_labels(y, self.output_shape[-1])
+        if len(labels) != len(x):
+            raise ValueError(f"y: expected {len(x)} labels for a batch of {len(x)} samples, got {len(labels)}")
+        weights = self._sample_weights(labels, sample_weight, class_weight, len(x))
+        logits = self._fused_softmax()
+        outputs = self._forward(x, training, logits)
+        loss, probs, doutputs = self.loss(outputs, labels, weights, outputs_are_logits=logits)
+        correct = int(np.count_nonzero(np.argmax(probs, axis=1) == self.loss.class_indices(labels)))
+        return loss, correct, doutputs
 
     def _backward(self, doutputs):
         """Backpropagate d loss / d outputs -> ([(grad, weight)], [stable weight name]) for trainable weights."""
@@ -171,12 +177,7 @@ class TrainingMixin:
 
     def _gradients(self, x, y, sample_weight=None, class_weight=None):
         """(loss, {stable weight name: gradient}) for one batch, without updating anything."""
-        x = self._prepare_x(x)
-        labels = self.loss.prepare_labels(y, self.output_shape[-1])
-        weights = self._sample_weights(labels, sample_weight, class_weight, len(x))
-        logits = self._fused_softmax()
-        outputs = self._forward(x, True, logits)
-        loss, _, doutputs = self.loss(outputs, labels, weights, outputs_are_logits=logits)
+        loss, _, doutputs = self._forward_and_loss(x, y, sample_weight, class_weight, True)
         grads_and_vars, names = self._backward(doutputs)
         return float(loss), {name: np.asarray(grad) for name, (grad, _) in zip(names, grads_and_vars)}
 
