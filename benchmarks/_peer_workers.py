@@ -10,9 +10,11 @@ probabilities match microcnn's.
 import json
 import os
 import sys
-import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _seed_workers import timed
 
 LR = 4e-4
 
@@ -22,17 +24,6 @@ def data(args):
     x = rng.random((args.batch, args.size, args.size, args.channels), dtype=np.float32)
     labels = rng.integers(0, args.classes, size=args.batch).astype(np.int32)
     return x, labels, np.eye(args.classes, dtype=np.float32)[labels]
-
-
-def timed(fn, warmup, steps):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
 
 
 def latency(fn, args):

@@ -13,23 +13,16 @@ Measured in one process, interleaved, medians:
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _seed_workers import timed
 
 
 def median_time(fn, steps, warmup=3):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    return float(np.median(timed(fn, warmup, steps)))
 
 
 def count_core_calls(fn):

@@ -25,6 +25,7 @@ from ._version import __version__
 from .augment import ImageAugmenter
 from .augment_presets import Augmentation
 from .data import BatchIterator, FolderDataset, preprocess_for_prediction
+from .folders import image_dataset_from_directory
 from .keras_import import load_keras_model
 from .model import Sequential, load_model
 from .presets import available_presets, build_model
@@ -32,4 +33,4 @@ from .presets import available_presets, build_model
 __all__ = ["Sequential", "__version__", "callbacks", "class_weights", "initializers", "layers", "load_keras_model",
            "load_model", "losses", "optimizers", "schedules", "set_seed"]
 __all__ += ["Augmentation", "BatchIterator", "FolderDataset", "ImageAugmenter", "available_presets", "build_model",
-            "preprocess_for_prediction"]
+            "image_dataset_from_directory", "preprocess_for_prediction"]

@@ -114,6 +114,10 @@ def dense_backward(
 ) -> tuple[F32 | None, F32 | None, F32 | None]:
     """dy (N,M), x (N,K), w (K,M) -> (dx (N,K) or None, dw (K,M) or None, db (M,) or None)."""
 
+GEMM_SPLIT_SUM_MAX_OUTPUT: int
+"""Dense kernels with more weights than this get dense_adam_update's block-by-block pass (the GEMM splits a
+sum across threads only for smaller outputs); the Dense layer keeps their gradient factored for it."""
+
 # --- dropout --------------------------------------------------------------------------------------------
 def dropout_forward(x: F32, rate: float, seed: int, step: int, offset: int = 0) -> F32:
     """Inverted dropout, any shape: element i is kept iff u(seed, step, offset + i) >= rate, kept values

@@ -10,8 +10,9 @@ import numpy as np
 
 from . import _core
 
-# Kernels with more weights than this keep their gradient factored; smaller ones materialise it at once.
-FACTORED_MIN_WEIGHTS = 1 << 20
+# Kernels with more weights than this keep their gradient factored; smaller ones materialise it at once. The
+# kernels' own threshold: above it dense_adam_update computes the gradient block by block (cpp gemm.hpp).
+FACTORED_MIN_WEIGHTS = _core.GEMM_SPLIT_SUM_MAX_OUTPUT
 
 
 class OuterGradient:

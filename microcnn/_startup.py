@@ -11,8 +11,11 @@ def quiet_interrupt_at_startup():
     if os.path.basename(sys.argv[0] if sys.argv else "").startswith("microcnn-") \
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         def stop(signum, frame):
+            # Nothing is written yet, so nothing to clean up; and an exception raised here could be swallowed by
+            # the import machinery's C code (seen: SystemExit lost, the tool ran on), so exit at once.
             sys.stderr.write(f"{os.path.basename(sys.argv[0])}: interrupted\n")
-            raise SystemExit(130)
+            sys.stderr.flush()
+            os._exit(130)
 
         try:
             signal.signal(signal.SIGINT, stop)

@@ -5,8 +5,15 @@ import math
 import numbers
 
 
+def shown(value):
+    """repr() for messages, with NumPy scalars as plain numbers (5, not np.int64(5))."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()
+    return repr(value)
+
+
 def _fail(exc, name, expected, value):
-    raise exc(f"{name}: expected {expected}, got {value!r}")
+    raise exc(f"{name}: expected {expected}, got {shown(value)}")
 
 
 def positive_int(name, value):

@@ -184,7 +184,8 @@ class LoadReport:
 class FolderDataset:
     """A dataset folder decoded into memory: `x_train`, `y_train`, `x_val`, `y_val` (uint8 or float32
     NHWC arrays, int32 labels), `class_names`, `preprocessing` (the dict prediction repeats) and
-    `report` (found/skipped files)."""
+    `report` (found/skipped files). The arrays are stored as decoded (uint8 0-255 for 8-bit images): train
+    on `batches()` (or `microcnn.image_dataset_from_directory`), which scale them as prediction does."""
 
     def __init__(self, directory, image_size="auto", color="auto", validation_split=None, seed=0,
                  progress=None, channels=None, z_projection=None, cache=None, cache_update=True):

@@ -93,24 +93,17 @@ class _VarianceScaling(Initializer):
         return _truncated_normal(rng, shape, np.sqrt(variance) / _TRUNCATED_STDDEV_CORRECTION)
 
 
-@INITIALIZERS.register("glorot_uniform")
-class GlorotUniform(_VarianceScaling):
-    scale, mode, distribution = 1.0, "fan_avg", "uniform"
+def _variance_scaling(class_name, name, scale, mode, distribution):
+    """A registered _VarianceScaling subclass with Keras's name and fixed (scale, mode, distribution)."""
+    cls = type(class_name, (_VarianceScaling,), {"scale": scale, "mode": mode, "distribution": distribution,
+                                                 "__doc__": f"Keras's {class_name}: {name}."})
+    return INITIALIZERS.register(name)(cls)
 
 
-@INITIALIZERS.register("glorot_normal")
-class GlorotNormal(_VarianceScaling):
-    scale, mode, distribution = 1.0, "fan_avg", "truncated_normal"
-
-
-@INITIALIZERS.register("he_uniform")
-class HeUniform(_VarianceScaling):
-    scale, mode, distribution = 2.0, "fan_in", "uniform"
-
-
-@INITIALIZERS.register("he_normal")
-class HeNormal(_VarianceScaling):
-    scale, mode, distribution = 2.0, "fan_in", "truncated_normal"
+GlorotUniform = _variance_scaling("GlorotUniform", "glorot_uniform", 1.0, "fan_avg", "uniform")
+GlorotNormal = _variance_scaling("GlorotNormal", "glorot_normal", 1.0, "fan_avg", "truncated_normal")
+HeUniform = _variance_scaling("HeUniform", "he_uniform", 2.0, "fan_in", "uniform")
+HeNormal = _variance_scaling("HeNormal", "he_normal", 2.0, "fan_in", "truncated_normal")
 
 
 def get(identifier, argument="initializer"):

@@ -25,15 +25,12 @@ import zipfile
 import numpy as np
 
 from ._keras_config import SIGMOID_TO_SOFTMAX, KerasImportError, _fail, model_from_config
+from ._optional import require
 from .layers.base import to_snake_case
 
 
 def _h5py():
-    try:
-        import h5py
-    except ImportError:
-        raise ImportError("reading Keras files needs h5py: pip install 'microcnn[keras]'") from None
-    return h5py
+    return require("h5py", "reading Keras files", "keras")
 
 
 def _text(value):

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _core
 from ._registry import Registry
-from ._validation import boolean
+from ._validation import boolean, shown
 
 EPSILON = 1e-7
 
@@ -92,7 +92,7 @@ class SparseCategoricalCrossentropy(Loss):
         labels = y.astype(np.int32)
         if y.size and (np.any(labels != y) or labels.min() < 0 or labels.max() >= num_classes):
             raise ValueError(f"{argument}: expected integer class indices in [0, {num_classes}), got values "
-                             f"from {y.min()!r} to {y.max()!r}")
+                             f"from {shown(y.min())} to {shown(y.max())}")
         return np.ascontiguousarray(labels)
 
     def class_indices(self, labels):

@@ -283,6 +283,7 @@ class Sequential(TrainingMixin, OpenSetMixin):
     def save_weights(self, filepath, overwrite=True):
         """All weights in one safetensors file (names as in model files), written atomically."""
         self._require_built("save_weights")
+        _refuse_keras_file("filepath", filepath, "one safetensors file, e.g. 'weights.safetensors'")
         modelfile.save_weights(filepath, self.named_weights(), overwrite=overwrite)
 
     def load_weights(self, filepath):
@@ -306,6 +307,7 @@ class Sequential(TrainingMixin, OpenSetMixin):
         """Write the model directory (see microcnn/modelfile.py); `metadata` (a JSON-able dict) replaces
         `self.metadata` and is stored with it."""
         self._require_built("save")
+        _refuse_keras_file("filepath", filepath, "a model folder, e.g. 'model' (config.json + weights.safetensors)")
         optimizer_state = None
         if include_optimizer and self.compiled:
             optimizer_state = modelfile.optimizer_tensors(self.optimizer.get_state(), self.training_state())
@@ -325,6 +327,14 @@ class Sequential(TrainingMixin, OpenSetMixin):
 
     def __repr__(self):
         return f"<Sequential name={self.name!r} layers={len(self._layers)}>"
+
+
+def _refuse_keras_file(argument, filepath, expected):
+    """Keras's file names (.keras, .h5) would silently get microcnn's format: say so instead."""
+    name = os.fspath(filepath)
+    if name.lower().endswith((".keras", ".h5", ".hdf5")):
+        raise ValueError(f"{argument}: expected {expected}, got {name!r}; microcnn does not write Keras files "
+                         f"(microcnn-export writes ONNX)")
 
 
 def _load_detector(saved):

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import _core
 from ._atomic import write_atomic
+from ._optional import require
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax over one axis (not "flatten to 2-D first") from opset 13 on
@@ -31,11 +32,7 @@ LAYOUTS = ("NHWC", "NCHW")
 
 
 def _onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise ImportError("ONNX export needs the onnx package: pip install 'microcnn[onnx]'") from None
-    return onnx
+    return require("onnx", "ONNX export", "onnx")
 
 
 def check_opset(opset):

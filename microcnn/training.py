@@ -11,7 +11,7 @@ import numpy as np
 from . import _seeding
 from . import distributed as _distributed
 from ._batches import make_source
-from ._validation import positive_int
+from ._validation import positive_int, shown
 from .callbacks import CallbackList, History
 
 
@@ -115,10 +115,10 @@ class TrainingMixin:
         table = np.ones(classes, dtype=np.float32)
         for key, value in class_weight.items():
             if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key < classes:
-                raise ValueError(f"class_weight: keys must be class indices in [0, {classes}), got {key!r}")
+                raise ValueError(f"class_weight: keys must be class indices in [0, {classes}), got {shown(key)}")
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
                     or not math.isfinite(value) or value < 0:
-                raise ValueError(f"class_weight: weights must be finite numbers >= 0, got {value!r} for class {key}")
+                raise ValueError(f"class_weight: weights must be finite numbers >= 0, got {shown(value)} for class {key}")
             table[int(key)] = value
         return table
 
@@ -209,7 +209,8 @@ class TrainingMixin:
             raise ValueError("x: yielded no batches to evaluate")
         return self._results(totals, return_dict)
 
-    def _run_epoch(self, source, rng, class_weight, training, verbose, desc, callbacks=None):
+    def _run_epoch(self, source, rng, class_weight, training, verbose, desc, callbacks=None, hook="train"):
+        """One pass over `source`; `callbacks` get on_<hook>_batch_begin/end ("train", or "test" for validation)."""
         totals = _Totals(self._metric_names)
         if training:  # a resumed epoch continues its running totals (see microcnn/resume.py)
             totals.set_state(self.__dict__.pop("_resume_epoch_totals", None))
@@ -225,15 +226,15 @@ class TrainingMixin:
                 if yb is None:
                     raise ValueError("x: batches must carry labels, (x, y) or (x, y, sample_weight)")
                 if callbacks is not None:
-                    callbacks.on_train_batch_begin(step, {"batch": step, "size": len(xb)})
+                    getattr(callbacks, f"on_{hook}_batch_begin")(step, {"batch": step, "size": len(xb)})
                 self._batch_step(xb, yb, swb, class_weight, training, totals)
                 logs = totals.logs()
                 if bar is not None:
                     bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
                     bar.update(1)
                 if callbacks is not None:
-                    callbacks.on_train_batch_end(step, logs)
-                    if self.stop_training:
+                    getattr(callbacks, f"on_{hook}_batch_end")(step, logs)
+                    if self.stop_training and hook == "train":
                         break
         finally:
             if bar is not None:
@@ -305,7 +306,9 @@ class TrainingMixin:
                                  f"of (x, y) batches (a one-shot generator needs steps_per_epoch)")
             logs = totals.logs()
             if val is not None:  # also after a stop requested mid-epoch, as Keras: callbacks see val_* logs
-                logs.update(self._run_epoch(val, None, None, False, 0, "Validate").logs("val_"))
+                cbs.on_test_begin({})
+                logs.update(self._run_epoch(val, None, None, False, 0, "Validate", cbs, hook="test").logs("val_"))
+                cbs.on_test_end({})
             logs["lr"] = float(self.optimizer.current_learning_rate())
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}"

@@ -19,3 +19,30 @@ def assert_close(got, want, rtol=1e-4, atol_scale=None):
     want = np.asarray(want, np.float64)
     atol = (rtol if atol_scale is None else atol_scale) * max(1.0, float(np.abs(want).max(initial=0.0)))
     np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=rtol, atol=atol)
+
+
+def assert_config_round_trips(layer):
+    """`type(layer).from_config(get_config())` and the registry (`Layer.from_config` of `serialize`) rebuild
+    a layer with the same config."""
+    from microcnn import layers
+
+    config = layer.get_config()
+    assert type(layer).from_config(config).get_config() == config
+    generic = layers.Layer.from_config(layers.serialize(layer))
+    assert type(generic) is type(layer) and generic.get_config() == config
+
+
+def interrupt_at_epoch(monkeypatch, epoch):
+    """Ctrl-C (a KeyboardInterrupt) as microcnn-train begins epoch `epoch` (0-based); returns the original
+    hook, to put back for a resumed run."""
+    from microcnn.cli import _training
+
+    original = _training.Tracker.on_epoch_begin
+
+    def interrupt(self, index, logs=None):
+        if index == epoch:
+            raise KeyboardInterrupt
+        return original(self, index, logs)
+
+    monkeypatch.setattr(_training.Tracker, "on_epoch_begin", interrupt)
+    return original

@@ -177,7 +177,8 @@ def _optim(g, name):
 def _dropout(g, name):
     shape = tuple(g.small(1, 6) for _ in range(g.small(1, 4)))
     seed = g.size(0, 100) if g.chance(0.9) else g.pick([1.5, "s", None])
-    return (g.array(shape), g.real(0, 0.99), seed, g.size(0, 100)), {}
+    return (g.array(shape), g.real(0, 0.99), seed, g.size(0, 100)), ({"offset": g.size(0, 100)} if g.chance(0.5)
+                                                                    else {})
 
 
 def _misc(g, name):

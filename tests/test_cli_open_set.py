@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from _helpers import interrupt_at_epoch
 from PIL import Image
 from test_cli import make_dataset, read_csv, train_args
 
@@ -105,15 +106,8 @@ def test_size_and_depth_differences_are_warned_once_per_file(trained, tmp_path, 
 def test_resume_after_ctrl_c_still_fits_the_detector(tmp_path, monkeypatch, capsys):
     dataset = make_dataset(tmp_path / "data")
     out = tmp_path / "m"
-    original = _training.Tracker.on_epoch_begin
-
-    def interrupt(self, index, logs=None):
-        if index == 2:
-            raise KeyboardInterrupt
-        return original(self, index, logs)
-
     monkeypatch.setattr(_report, "save_plots", lambda *args: [])  # plots are tested elsewhere and take seconds
-    monkeypatch.setattr(_training.Tracker, "on_epoch_begin", interrupt)
+    original = interrupt_at_epoch(monkeypatch, 2)
     assert train_main(train_args(dataset, out, "--accept", "0.9", "--ood-method", "knn", epochs=3)) == 130
     monkeypatch.setattr(_training.Tracker, "on_epoch_begin", original)
     assert train_main([str(dataset), "--out", str(out), "--resume"]) == 0

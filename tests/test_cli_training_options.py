@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _helpers import interrupt_at_epoch
 from PIL import Image
 
 import microcnn
@@ -111,14 +112,7 @@ def test_bad_options_are_usage_errors(tmp_path, extra, capsys):
 def test_resume_keeps_the_schedule(tmp_path, monkeypatch, capsys):
     data = make_dataset(tmp_path / "data", [6, 6, 6])
     out = tmp_path / "m"
-    original = _training.Tracker.on_epoch_begin
-
-    def interrupt_before_epoch_3(self, epoch, logs=None):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, epoch, logs)
-
-    monkeypatch.setattr(_training.Tracker, "on_epoch_begin", interrupt_before_epoch_3)
+    original = interrupt_at_epoch(monkeypatch, 2)  # before epoch 3
     assert train_cli.main(args(data, out, "--schedule", "cosine", "--class-weight", "auto")) == 130
     checkpoint = microcnn.load_model(out / "checkpoint")
     lr = checkpoint.optimizer.learning_rate

@@ -61,3 +61,9 @@ def test_pool_window_and_shape_overflow_are_value_errors():
         _core.maxpool2d_forward(x, 2**40, 1, 1, 1, "same")
     with pytest.raises(ValueError, match="x_shape: expected sizes that fit in 64 bits"):
         _core.global_avgpool_backward(np.zeros((3, 3), np.float32), (3, 2**64, 6, 3))
+
+
+def test_a_size_near_the_int64_limit_is_refused_before_the_padding_arithmetic():
+    # Found by the fuzz run under UBSan: size + kernel overflowed int64 inside the geometry check.
+    with pytest.raises(ValueError, match="size: expected at most 2\\^62"):
+        _core.conv2d_output_size(2**63 - 1, 5, 4, "valid")

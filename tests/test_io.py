@@ -175,21 +175,27 @@ def _same_predictions(a, b):
     return np.array_equal(a.predict(x), b.predict(x))
 
 
+def _fails_at_second_call(real, message, half_written=False):
+    """`real(path, ...)` that raises OSError(message) at its second call, after writing half the data."""
+    calls = []
+
+    def wrapper(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            if half_written:
+                real(args[0], args[1][: len(args[1]) // 2])
+            raise OSError(message)
+        return real(*args)
+
+    return wrapper
+
+
 def test_crash_before_commit_keeps_the_previous_model(tmp_path, monkeypatch):
     path = tmp_path / "m"
     old, new = trained(seed=1), trained(seed=2)
     old.save(path)
-    real_write = modelfile.write_synced
-    calls = []
-
-    def crash_on_second_write(target, data):
-        calls.append(target)
-        if len(calls) == 2:
-            real_write(target, data[: len(data) // 2])
-            raise OSError("disk full")
-        real_write(target, data)
-
-    monkeypatch.setattr(modelfile, "write_synced", crash_on_second_write)
+    monkeypatch.setattr(modelfile, "write_synced", _fails_at_second_call(modelfile.write_synced, "disk full",
+                                                                         half_written=True))
     with pytest.raises(OSError, match="disk full"):
         new.save(path)
     monkeypatch.undo()
@@ -201,16 +207,7 @@ def test_crash_while_moving_files_into_place_gives_the_new_model(tmp_path, monke
     path = tmp_path / "m"
     old, new, newest = trained(seed=1), trained(seed=2), trained(seed=3)
     old.save(path)
-    real_replace = os.replace
-    moves = []
-
-    def crash_after_first_move(src, dst):
-        moves.append(dst)
-        if len(moves) == 2:
-            raise OSError("power cut")
-        real_replace(src, dst)
-
-    monkeypatch.setattr(modelfile.os, "replace", crash_after_first_move)
+    monkeypatch.setattr(modelfile.os, "replace", _fails_at_second_call(os.replace, "power cut"))
     with pytest.raises(OSError, match="power cut"):
         new.save(path)
     monkeypatch.undo()

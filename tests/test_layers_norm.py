@@ -3,6 +3,7 @@ through a model vs finite differences, freezing, save/reload."""
 
 import numpy as np
 import pytest
+from _helpers import assert_config_round_trips
 
 import microcnn
 from microcnn import layers
@@ -31,11 +32,7 @@ def test_layer_contract(make, in_shape, out_shape, params, tmp_path):
     assert y.shape == (4, *out_shape) and y.dtype == np.float32
     assert layer.count_params() == params == sum(w.size for w in layer.get_weights())
 
-    config = layer.get_config()
-    clone = type(layer).from_config(config)
-    assert clone.get_config() == config
-    generic = layers.Layer.from_config(layers.serialize(layer))
-    assert type(generic) is type(layer) and generic.get_config() == config
+    assert_config_round_trips(layer)
 
     model.save(tmp_path / "m")
     again = microcnn.load_model(tmp_path / "m")

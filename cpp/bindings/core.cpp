@@ -4,8 +4,9 @@
 
 namespace microcnn::bind {
 
-void bind_core_conv(py::module_& m, py::module_& reference);   // core_conv.cpp (conv + pooling)
-void bind_core_dense(py::module_& m, py::module_& reference);  // core_dense.cpp
+void bind_core_conv(py::module_& m, py::module_& reference);   // core_conv.cpp (conv, fused conv + pool)
+void bind_core_pool(py::module_& m);                           // core_pool.cpp
+void bind_core_dense(py::module_& m, py::module_& reference);  // core_dense.cpp (dense, dense + Adam)
 void bind_core_elementwise(py::module_& m);                    // core_elementwise.cpp (activations, loss, dropout)
 void bind_core_optim(py::module_& m);                          // core_optim.cpp
 
@@ -13,6 +14,7 @@ void bind_core(py::module_& m) {
   py::module_ reference = m.def_submodule(
       "reference", "Naive C++ reference kernels (same signatures as the fast ones): the test oracle.");
   bind_core_conv(m, reference);
+  bind_core_pool(m);
   bind_core_dense(m, reference);
   bind_core_elementwise(m);
   bind_core_optim(m);

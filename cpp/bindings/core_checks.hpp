@@ -6,6 +6,8 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common.hpp"
 #include "microcnn/conv.hpp"
@@ -115,6 +117,10 @@ inline ConvShape conv_geometry(py::ssize_t N, py::ssize_t H, py::ssize_t W, py::
   if (S < 1) value_error(std::string(kernel_w) + ": expected a kernel width >= 1, got " + std::to_string(S));
   expect_stride(stride_h, "stride_h");
   expect_stride(stride_w, "stride_w");
+  // Array sizes are far below this; a size given as a number (conv2d_output_size) is not, and the padding
+  // arithmetic below adds kernel extents to it.
+  for (const int64_t size : {N, H, W, C, K})
+    if (size > (int64_t{1} << 62)) value_error("size: expected at most 2^62, got " + std::to_string(size));
   expect_window(R, kernel_h, "kernel height");
   expect_window(S, kernel_w, "kernel width");
   expect_window(stride_h, "stride_h", "stride");
@@ -135,6 +141,50 @@ inline ConvShape conv_geometry(py::ssize_t N, py::ssize_t H, py::ssize_t W, py::
   checked_product({s.N, s.P, s.Q, s.R, s.S}, "the im2col rows (N*P*Q, R*S)");
   checked_product({s.stride_h, s.W + s.S, C}, "the input row step stride_h*W*C");
   return s;
+}
+
+// The checked x (N,H,W,C) and w (R,S,C,K) of a convolution and their geometry, as every conv binding takes them.
+struct ConvArgs {
+  py::array_t<float> x, w;
+  ConvShape s;
+  ConvArgs(const py::handle& x_obj, const py::handle& w_obj, long long stride_h, long long stride_w,
+           const std::string& padding)
+      : x(f32(x_obj, "x", 4)), w(f32(w_obj, "w", 4)) {
+    expect_nonempty(x, "x");
+    expect_nonempty(w, "w");
+    expect_dim(w, "w", 2, x.shape(3), "in-channels C = x.shape[3]");
+    s = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(3), w.shape(0), w.shape(1), stride_h,
+                      stride_w, padding, "w", "w");
+  }
+};
+
+// A gradient the caller may not need: a new float32 array of `shape` and its data (or None and nullptr).
+inline py::object optional_output(bool need, const std::vector<py::ssize_t>& shape, float*& data) {
+  data = nullptr;
+  if (!need) return py::none();
+  auto a = empty_f32(shape);
+  data = a.mutable_data();
+  return std::move(a);
+}
+
+// argmax holds int32 flat indices into (H, W, C) per sample.
+inline void expect_int32_indexable(py::ssize_t H, py::ssize_t W, py::ssize_t C, const char* name) {
+  // In double: the sizes may come from a user-supplied x_shape, whose product could overflow int64.
+  const double size = static_cast<double>(H) * static_cast<double>(W) * static_cast<double>(C);
+  if (size > 2147483647.0)
+    value_error(std::string(name) + ": expected H*W*C <= 2^31-1 (argmax is int32), got " + std::to_string(H) + "*" +
+                std::to_string(W) + "*" + std::to_string(C));
+}
+
+// Adam's scalar arguments, shared by adam_update and dense_adam_update.
+inline void check_adam_hyperparameters(double learning_rate, double beta_1, double beta_2, double epsilon,
+                                       long long step) {
+  expect_finite(learning_rate, "learning_rate");
+  expect_in_range(beta_1, "beta_1", 0.0, 1.0, false);
+  expect_in_range(beta_2, "beta_2", 0.0, 1.0, false);
+  expect_finite(epsilon, "epsilon");
+  if (epsilon < 0.0) value_error("epsilon: expected a value >= 0, got " + num_str(epsilon));
+  if (step < 1) value_error("step: expected an integer >= 1, got " + std::to_string(step));
 }
 
 }  // namespace microcnn::bind

@@ -1,4 +1,4 @@
-// Bindings: convolution and max pooling.
+// Bindings: convolution, and the fused convolution + ReLU + 2x2 max-pool block (max pooling alone: core_pool.cpp).
 #include <pybind11/stl.h>
 
 #include <optional>
@@ -7,7 +7,6 @@
 #include "common.hpp"
 #include "core_checks.hpp"
 #include "microcnn/conv.hpp"
-#include "microcnn/pool.hpp"
 
 namespace microcnn::bind {
 
@@ -16,20 +15,13 @@ namespace {
 using ConvForwardFn = void (*)(float*, const float*, const float*, const float*, const ConvShape&, bool);
 using ConvBackwardFn = void (*)(float*, float*, float*, const float*, const float*, const float*, const ConvShape&);
 
-// The checked inputs of a forward convolution: x (N,H,W,C), w (R,S,C,K), optional b (K), and their geometry.
-struct ConvForwardArgs {
-  py::array_t<float> x, w;
+// The checked inputs of a forward convolution: x, w and their geometry, and the optional bias b (K).
+struct ConvForwardArgs : ConvArgs {
   std::optional<py::array_t<float>> b;
-  ConvShape s;
   ConvForwardArgs(const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj, long long stride_h,
                   long long stride_w, const std::string& padding)
-      : x(f32(x_obj, "x", 4)), w(f32(w_obj, "w", 4)), b(optional_f32(b_obj, "b", 1)) {
-    expect_nonempty(x, "x");
-    expect_nonempty(w, "w");
-    expect_dim(w, "w", 2, x.shape(3), "in-channels C = x.shape[3]");
+      : ConvArgs(x_obj, w_obj, stride_h, stride_w, padding), b(optional_f32(b_obj, "b", 1)) {
     if (b) expect_dim(*b, "b", 0, w.shape(3), "out-channels K = w.shape[3]");
-    s = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(3), w.shape(0), w.shape(1), stride_h,
-                      stride_w, padding, "w", "w");
   }
 };
 
@@ -52,34 +44,19 @@ py::tuple conv_backward(ConvBackwardFn kernel, const py::handle& dy_obj, const p
                         const py::handle& w_obj, long long stride_h, long long stride_w, const std::string& padding,
                         bool need_dx, bool need_db) {
   auto dy = f32(dy_obj, "dy", 4);
-  auto x = f32(x_obj, "x", 4);
-  auto w = f32(w_obj, "w", 4);
-  expect_nonempty(x, "x");
-  expect_nonempty(w, "w");
-  expect_dim(w, "w", 2, x.shape(3), "in-channels C = x.shape[3]");
-  const ConvShape s = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(3), w.shape(0),
-                                    w.shape(1), stride_h, stride_w, padding, "w", "w");
+  const ConvArgs a(x_obj, w_obj, stride_h, stride_w, padding);
+  const ConvShape& s = a.s;
   expect_shape(dy, "dy", {s.N, s.P, s.Q, s.K}, "the conv output (N,P,Q,K) for x, w, strides and padding");
-  py::object dx_obj = py::none(), db_obj = py::none();
-  float *dxp = nullptr, *dbp = nullptr;
-  if (need_dx) {
-    auto dx = empty_f32({s.N, s.H, s.W, s.C});
-    dxp = dx.mutable_data();
-    dx_obj = dx;
-  }
-  auto dw = empty_f32({s.R, s.S, s.C, s.K});
-  float* dwp = dw.mutable_data();
-  if (need_db) {
-    auto db = empty_f32({s.K});
-    dbp = db.mutable_data();
-    db_obj = db;
-  }
-  const float *dyp = dy.data(), *xp = x.data(), *wp = w.data();
+  float *dxp, *dwp, *dbp;
+  py::object dx = optional_output(need_dx, {s.N, s.H, s.W, s.C}, dxp);
+  py::object dw = optional_output(true, {s.R, s.S, s.C, s.K}, dwp);
+  py::object db = optional_output(need_db, {s.K}, dbp);
+  const float *dyp = dy.data(), *xp = a.x.data(), *wp = a.w.data();
   {
     py::gil_scoped_release release;
     kernel(dxp, dwp, dbp, dyp, xp, wp, s);
   }
-  return py::make_tuple(dx_obj, dw, db_obj);
+  return py::make_tuple(dx, dw, db);
 }
 
 void def_conv(py::module_& m, ConvForwardFn forward, ConvBackwardFn backward) {
@@ -101,69 +78,6 @@ void def_conv(py::module_& m, ConvForwardFn forward, ConvBackwardFn backward) {
       py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("stride_h") = 1, py::arg("stride_w") = 1,
       py::arg("padding") = "valid", py::arg("need_dx") = true, py::arg("need_db") = true,
       "dy (N,P,Q,K), x (N,H,W,C), w (R,S,C,K) -> (dx or None, dw, db or None).");
-}
-
-constexpr long long kInt32Max = 2147483647LL;
-
-void expect_int32_indexable(py::ssize_t H, py::ssize_t W, py::ssize_t C, const char* name) {
-  // In double: the sizes may come from a user-supplied x_shape, whose product could overflow int64.
-  const double size = static_cast<double>(H) * static_cast<double>(W) * static_cast<double>(C);
-  if (size > static_cast<double>(kInt32Max))
-    value_error(std::string(name) + ": expected H*W*C <= 2^31-1 (argmax is int32), got " + std::to_string(H) + "*" +
-                std::to_string(W) + "*" + std::to_string(C));
-}
-
-py::tuple maxpool_forward(const py::handle& x_obj, long long pool_h, long long pool_w, long long stride_h,
-                          long long stride_w, const std::string& padding) {
-  auto x = f32(x_obj, "x", 4);
-  expect_nonempty(x, "x");
-  expect_positive(pool_h, "pool_h");
-  expect_positive(pool_w, "pool_w");
-  const ConvShape s = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), x.shape(3), pool_h, pool_w,
-                                    stride_h, stride_w, padding, "pool_h", "pool_w");
-  expect_int32_indexable(s.H, s.W, s.C, "x");
-  auto y = empty_f32({s.N, s.P, s.Q, s.C});
-  py::array_t<int32_t> argmax(std::vector<py::ssize_t>{s.N, s.P, s.Q, s.C});
-  float* yp = y.mutable_data();
-  int32_t* ap = argmax.mutable_data();
-  const float* xp = x.data();
-  {
-    py::gil_scoped_release release;
-    maxpool2d_forward(yp, ap, xp, s);
-  }
-  return py::make_tuple(y, argmax);
-}
-
-py::array_t<float> maxpool_backward(const py::handle& dy_obj, const py::handle& argmax_obj,
-                                    const std::vector<long long>& x_shape) {
-  auto dy = f32(dy_obj, "dy", 4);
-  auto argmax = checked<int32_t>(argmax_obj, "argmax", 4);
-  expect_nonempty(dy, "dy");
-  expect_shape(argmax, "argmax", shape_of(dy), "dy.shape");
-  if (x_shape.size() != 4)
-    value_error("x_shape: expected 4 sizes (N, H, W, C), got " + std::to_string(x_shape.size()));
-  for (long long v : x_shape)
-    if (v < 1) value_error("x_shape: expected positive sizes, got a size of " + std::to_string(v));
-  const long long N = x_shape[0], H = x_shape[1], W = x_shape[2], C = x_shape[3];
-  if (N != dy.shape(0) || C != dy.shape(3))
-    value_error("x_shape: expected N and C equal to dy's (" + std::to_string(dy.shape(0)) + ", " +
-                std::to_string(dy.shape(3)) + "), got " + std::to_string(N) + ", " + std::to_string(C));
-  expect_int32_indexable(H, W, C, "x_shape");
-  const long long P = dy.shape(1), Q = dy.shape(2);
-  const int32_t* ap = argmax.data();
-  const long long limit = H * W * C;
-  for (long long i = 0, n = N * P * Q * C; i < n; ++i)
-    if (ap[i] < 0 || ap[i] >= limit)
-      value_error("argmax: expected flat indices in [0, H*W*C = " + std::to_string(limit) + "), got " +
-                  std::to_string(ap[i]));
-  auto dx = empty_f32({N, H, W, C});
-  float* dxp = dx.mutable_data();
-  const float* dyp = dy.data();
-  {
-    py::gil_scoped_release release;
-    maxpool2d_backward(dxp, dyp, ap, N, H, W, C, P, Q);
-  }
-  return dx;
 }
 
 // The 2x2 pooling of the conv output (P, Q): sizes and the int32 argmax range.
@@ -198,29 +112,18 @@ py::tuple conv_relu_maxpool_backward(const py::handle& dy_obj, const py::handle&
   auto dy = f32(dy_obj, "dy", 4);
   auto argmax = checked<int32_t>(argmax_obj, "argmax", 4);
   auto y = f32(y_obj, "y", 4);
-  auto x = f32(x_obj, "x", 4);
-  auto w = f32(w_obj, "w", 4);
-  expect_nonempty(x, "x");
-  expect_nonempty(w, "w");
-  expect_dim(w, "w", 2, x.shape(3), "in-channels C = x.shape[3]");
-  const ConvShape s = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(3), w.shape(0),
-                                    w.shape(1), stride_h, stride_w, padding, "w", "w");
+  const ConvArgs a(x_obj, w_obj, stride_h, stride_w, padding);
+  const ConvShape& s = a.s;
   expect_poolable(s);
   const std::vector<py::ssize_t> pooled{s.N, s.P / 2, s.Q / 2, s.K};
   const char* what = "the pooled output (N,P/2,Q/2,K) for x, w, strides and padding";
   expect_shape(dy, "dy", pooled, what);
   expect_shape(argmax, "argmax", pooled, what);
   expect_shape(y, "y", pooled, what);
-  auto dw = empty_f32({s.R, s.S, s.C, s.K});
-  float* dwp = dw.mutable_data();
-  py::object db_obj = py::none();
-  float* dbp = nullptr;
-  if (need_db) {
-    auto db = empty_f32({s.K});
-    dbp = db.mutable_data();
-    db_obj = db;
-  }
-  const float *dyp = dy.data(), *yp = y.data(), *xp = x.data();
+  float *dwp, *dbp;
+  py::object dw = optional_output(true, {s.R, s.S, s.C, s.K}, dwp);
+  py::object db = optional_output(need_db, {s.K}, dbp);
+  const float *dyp = dy.data(), *yp = y.data(), *xp = a.x.data();
   const int32_t* ap = argmax.data();
   int64_t bad;
   {
@@ -230,7 +133,7 @@ py::tuple conv_relu_maxpool_backward(const py::handle& dy_obj, const py::handle&
   if (bad)
     value_error("argmax: expected every index inside its own 2x2 window (as conv2d_relu_maxpool_forward returns "
                 "it), got " + std::to_string(bad) + " outside");
-  return py::make_tuple(dw, db_obj);
+  return py::make_tuple(dw, db);
 }
 
 }  // namespace
@@ -250,9 +153,6 @@ void bind_core_conv(py::module_& m, py::module_& reference) {
   def_conv(m, &microcnn::conv2d_forward, &microcnn::conv2d_backward);
   def_conv(reference, &microcnn::reference::conv2d_forward, &microcnn::reference::conv2d_backward);
 
-  m.def("maxpool2d_forward", &maxpool_forward, py::arg("x"), py::arg("pool_h"), py::arg("pool_w"),
-        py::arg("stride_h"), py::arg("stride_w"), py::arg("padding") = "valid",
-        "x (N,H,W,C) -> (y (N,P,Q,C), argmax (N,P,Q,C) int32 per-sample flat input index).");
   m.def("conv2d_relu_maxpool_forward", &conv_relu_maxpool_forward, py::arg("x"), py::arg("w"),
         py::arg("b").none(true), py::arg("stride_h") = 1, py::arg("stride_w") = 1, py::arg("padding") = "valid",
         "x (N,H,W,C), w (R,S,C,K), b (K,) or None -> (y (N,P//2,Q//2,K), argmax int32): 2x2 max pool of "
@@ -261,8 +161,6 @@ void bind_core_conv(py::module_& m, py::module_& reference) {
         py::arg("x"), py::arg("w"), py::arg("stride_h") = 1, py::arg("stride_w") = 1, py::arg("padding") = "valid",
         py::arg("need_db") = true,
         "dy, argmax, y (N,P//2,Q//2,K), x (N,H,W,C), w (R,S,C,K) -> (dw, db or None) of the fused block.");
-  m.def("maxpool2d_backward", &maxpool_backward, py::arg("dy"), py::arg("argmax"), py::arg("x_shape"),
-        "dy (N,P,Q,C), argmax (N,P,Q,C) -> dx of x_shape (N,H,W,C).");
 }
 
 }  // namespace microcnn::bind

@@ -1,23 +1,11 @@
-// Bindings: in-place optimizer updates.
+// Bindings: in-place optimizer updates (dense_adam_update, the fused dense + Adam pass, is in core_dense.cpp).
 #include "common.hpp"
 #include "core_checks.hpp"
-#include "microcnn/dense.hpp"
 #include "microcnn/optim.hpp"
 
 namespace microcnn::bind {
 
 namespace {
-
-// Adam's scalar arguments, shared by adam_update and dense_adam_update.
-void check_adam_hyperparameters(double learning_rate, double beta_1, double beta_2, double epsilon,
-                                long long step) {
-  expect_finite(learning_rate, "learning_rate");
-  expect_in_range(beta_1, "beta_1", 0.0, 1.0, false);
-  expect_in_range(beta_2, "beta_2", 0.0, 1.0, false);
-  expect_finite(epsilon, "epsilon");
-  if (epsilon < 0.0) value_error("epsilon: expected a value >= 0, got " + num_str(epsilon));
-  if (step < 1) value_error("step: expected an integer >= 1, got " + std::to_string(step));
-}
 
 void sgd(const py::handle& param_obj, const py::handle& grad_obj, const py::handle& velocity_obj,
          double learning_rate, double momentum, bool nesterov) {
@@ -59,29 +47,6 @@ void adam(const py::handle& param_obj, const py::handle& grad_obj, const py::han
   adam_update(pp, mp, vp, gp, n, learning_rate, beta_1, beta_2, epsilon, step);
 }
 
-void dense_adam(const py::handle& param_obj, const py::handle& x_obj, const py::handle& dy_obj,
-                const py::handle& m_obj, const py::handle& v_obj, double learning_rate, double beta_1, double beta_2,
-                double epsilon, long long step) {
-  auto param = f32(param_obj, "param", 2, true);
-  auto x = f32(x_obj, "x", 2);
-  auto dy = f32(dy_obj, "dy", 2);
-  auto m = f32(m_obj, "m", 2, true);
-  auto v = f32(v_obj, "v", 2, true);
-  expect_nonempty(param, "param");
-  expect_nonempty(x, "x");
-  const int64_t N = x.shape(0), K = param.shape(0), M = param.shape(1);
-  expect_dim(x, "x", 1, K, "in-features K = param.shape[0]");
-  expect_shape(dy, "dy", {N, M}, "(N, M) from x and param");
-  const auto shape = shape_of(param);
-  expect_shape(m, "m", shape, "param.shape");
-  expect_shape(v, "v", shape, "param.shape");
-  check_adam_hyperparameters(learning_rate, beta_1, beta_2, epsilon, step);
-  float *pp = param.mutable_data(), *mp = m.mutable_data(), *vp = v.mutable_data();
-  const float *xp = x.data(), *dyp = dy.data();
-  py::gil_scoped_release release;
-  dense_adam_update(pp, mp, vp, xp, dyp, N, K, M, learning_rate, beta_1, beta_2, epsilon, step);
-}
-
 }  // namespace
 
 void bind_core_optim(py::module_& m) {
@@ -91,10 +56,6 @@ void bind_core_optim(py::module_& m) {
   m.def("adam_update", &adam, py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"),
         py::arg("learning_rate"), py::arg("beta_1") = 0.9, py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7,
         py::arg("step") = 1, "Keras Adam step in place (step t >= 1).");
-  m.def("dense_adam_update", &dense_adam, py::arg("param"), py::arg("x"), py::arg("dy"), py::arg("m"), py::arg("v"),
-        py::arg("learning_rate"), py::arg("beta_1") = 0.9, py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7,
-        py::arg("step") = 1,
-        "Keras Adam step in place on a dense kernel with the gradient x^T dy, computed block by block.");
 }
 
 }  // namespace microcnn::bind

@@ -38,24 +38,26 @@ void relu_backward(float* dx, const float* dy, const float* y, int64_t n) {
   }
 }
 
+// x (M) -> probs (M), log-sum-exp
+double softmax_row(float* probs, const float* x, int64_t M) {
+  const float mx = *std::max_element(x, x + M);
+  double sum = 0.0;
+  for (int64_t m = 0; m < M; ++m) {
+    probs[m] = std::exp(x[m] - mx);
+    sum += probs[m];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t m = 0; m < M; ++m) probs[m] *= inv;
+  return static_cast<double>(mx) + std::log(sum);
+}
+
 // x (N,M) -> y (N,M)
 void softmax_forward(float* y, const float* x, int64_t N, int64_t M) {
 #pragma omp parallel if (N * M >= kParallelMin)
   {
     DenormalGuard guard;
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      const float* xn = x + n * M;
-      float* yn = y + n * M;
-      const float mx = *std::max_element(xn, xn + M);
-      float sum = 0.0f;
-      for (int64_t m = 0; m < M; ++m) {
-        yn[m] = std::exp(xn[m] - mx);
-        sum += yn[m];
-      }
-      const float inv = 1.0f / sum;
-      for (int64_t m = 0; m < M; ++m) yn[m] *= inv;
-    }
+    for (int64_t n = 0; n < N; ++n) softmax_row(y + n * M, x + n * M, M);
   }
 }
 

@@ -1,6 +1,7 @@
-// Internal, included by each conv_direct_<isa>.cpp: the pooling side of the fused conv + ReLU + 2x2 max-pool
-// block, plain loops over channels that the compiler vectorises for the ISA of the including file. Everything
-// here is in an anonymous namespace: each ISA gets its own copy, which the linker cannot merge across targets.
+// Internal, included by each conv_direct_<isa>.cpp and by pool.cpp: the 2x2 stride-2 max/argmax (the pooling
+// side of the fused conv + ReLU + 2x2 max-pool block, and maxpool2d_forward's fast path), plain loops over
+// channels that the compiler vectorises for the ISA of the including file. Everything here is in an anonymous
+// namespace: each ISA gets its own copy, which the linker cannot merge across targets.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -11,7 +12,7 @@ namespace {
 // One pooled row from conv rows z0, z1 (pixel stride K): y, argmax (Q2, K). base is the flat index of z0's
 // first value in its sample, row = Q*K the distance between the two rows. The window in row-major order with
 // strict >, as maxpool2d_forward: the first maximum wins, a NaN wins only where it comes first.
-void pool_rows(float* __restrict y, int32_t* __restrict argmax, const float* __restrict z0,
+[[maybe_unused]] void pool_rows(float* __restrict y, int32_t* __restrict argmax, const float* __restrict z0,
                const float* __restrict z1, int64_t Q2, int64_t K, int32_t base, int32_t row) {
   for (int64_t q2 = 0; q2 < Q2; ++q2, y += K, argmax += K) {
     const int64_t o0 = 2 * q2 * K, o1 = o0 + K;
@@ -41,7 +42,7 @@ void pool_rows(float* __restrict y, int32_t* __restrict argmax, const float* __r
 // masks (a scatter to argmax would mispredict a branch on most elements: the position is a coin flip). `at` is
 // the argmax's unsigned offset from the window's first position, so an index outside the window matches none
 // of them. Returns how many did not match.
-int64_t unpool_window(float* __restrict d0, float* __restrict d1, float* __restrict d2, float* __restrict d3,
+[[maybe_unused]] int64_t unpool_window(float* __restrict d0, float* __restrict d1, float* __restrict d2, float* __restrict d3,
                       const int32_t* __restrict a, const float* __restrict g, const float* __restrict yv,
                       uint32_t first, int64_t K, uint32_t right, uint32_t below, uint32_t diag) {
   int64_t bad = 0;
@@ -63,7 +64,7 @@ int64_t unpool_window(float* __restrict d0, float* __restrict d1, float* __restr
 }
 
 // See unpool_rows in conv_direct.hpp.
-int64_t unpool_rows_impl(float* dz, const float* dy, const int32_t* argmax, const float* y, int64_t Q2, int64_t Q,
+[[maybe_unused]] int64_t unpool_rows_impl(float* dz, const float* dy, const int32_t* argmax, const float* y, int64_t Q2, int64_t Q,
                          int64_t K, int64_t base) {
   const uint32_t right = static_cast<uint32_t>(K), below = static_cast<uint32_t>(Q * K), diag = below + right;
   int64_t bad = 0;

@@ -15,10 +15,8 @@
 namespace microcnn {
 
 namespace {
-// dense_adam_update: rows of w per block (a multiple of every micro-kernel's MR; 192 x 256 floats stay in L2),
-// and the weight count up to which the GEMM may split the batch (see gemm.cpp) and dw is computed whole.
+// dense_adam_update: rows of w per block (a multiple of every micro-kernel's MR; 192 x 256 floats stay in L2).
 constexpr int64_t kFusedRows = 192;
-constexpr int64_t kFusedMinWeights = int64_t{1} << 20;
 }  // namespace
 
 // x (N,K), w (K,M), b (M) or nullptr -> y (N,M)
@@ -57,7 +55,7 @@ void dense_backward(float* dx, float* dw, float* db, const float* dy, const floa
 // x (N,K), dy (N,M) -> w (K,M), m (K,M), v (K,M) updated
 void dense_adam_update(float* w, float* m, float* v, const float* x, const float* dy, int64_t N, int64_t K,
                        int64_t M, double learning_rate, double beta_1, double beta_2, double epsilon, int64_t step) {
-  if (K * M <= kFusedMinWeights) {  // small: dw as dense_backward computes it (the GEMM may split the batch)
+  if (K * M <= kGemmSplitSumMaxOutput) {  // small: dw as dense_backward computes it (the GEMM may split the batch)
     std::vector<float> dw(static_cast<size_t>(K * M));
     dense_backward(nullptr, dw.data(), nullptr, dy, x, w, N, K, M);
     adam_update(w, m, v, dw.data(), K * M, learning_rate, beta_1, beta_2, epsilon, step);

@@ -39,8 +39,6 @@ void apply_mask(float* dst, const float* src, int64_t n, double rate, uint64_t s
 
 }  // namespace
 
-float dropout_uniform(uint64_t seed, uint64_t step, uint64_t i) { return uniform(stream_key(seed, step), i); }
-
 // x (n) -> y (n)
 void dropout_forward(float* y, const float* x, int64_t n, double rate, uint64_t seed, uint64_t step,
                      uint64_t offset) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "conv_direct_pool.hpp"
 #include "microcnn/threads.hpp"
 
 namespace microcnn {
@@ -46,35 +47,6 @@ static void window_max(float* out, int32_t* idx, const float* xn, int64_t first,
   }
 }
 
-// The seed net's pooling (2x2, stride 2, no padding, whole windows): one output row from input rows h, h+1.
-// The four window positions are taken in row-major order with strict >, so ties and NaN behave as in
-// window_max; one straight loop over all channels of a window vectorises fully.
-static void pool_2x2_row(float* out, int32_t* idx, const float* xn, int64_t h, int64_t W, int64_t C,
-                         int64_t Q) {
-  for (int64_t q = 0; q < Q; ++q, out += C, idx += C) {
-    const int64_t i0 = (h * W + 2 * q) * C, i1 = i0 + C, i2 = i0 + W * C, i3 = i2 + C;
-    const float *x0 = xn + i0, *x1 = xn + i1, *x2 = xn + i2, *x3 = xn + i3;
-    const int32_t j0 = static_cast<int32_t>(i0), j1 = static_cast<int32_t>(i1), j2 = static_cast<int32_t>(i2),
-                  j3 = static_cast<int32_t>(i3);
-    for (int64_t c = 0; c < C; ++c) {
-      const int32_t cc = static_cast<int32_t>(c);
-      float best = x0[c];
-      int32_t where = j0 + cc;
-      int32_t g = -static_cast<int32_t>(x1[c] > best);
-      best = x1[c] > best ? x1[c] : best;
-      where = (g & (j1 + cc)) | (~g & where);
-      g = -static_cast<int32_t>(x2[c] > best);
-      best = x2[c] > best ? x2[c] : best;
-      where = (g & (j2 + cc)) | (~g & where);
-      g = -static_cast<int32_t>(x3[c] > best);
-      best = x3[c] > best ? x3[c] : best;
-      where = (g & (j3 + cc)) | (~g & where);
-      out[c] = best;
-      idx[c] = where;
-    }
-  }
-}
-
 // x (N,H,W,C) -> y (N,P,Q,C), argmax (N,P,Q,C)
 void maxpool2d_forward(float* y, int32_t* argmax, const float* x, const ConvShape& s) {
   const int64_t N = s.N, H = s.H, W = s.W, C = s.C, R = s.R, S = s.S, P = s.P, Q = s.Q;
@@ -90,7 +62,11 @@ void maxpool2d_forward(float* y, int32_t* argmax, const float* x, const ConvShap
       const int64_t h1 = std::min<int64_t>(p * s.stride_h - s.pad_top + R, H);
       if (R == 2 && S == 2 && s.stride_h == 2 && s.stride_w == 2 && s.pad_top == 0 && s.pad_left == 0 &&
           2 * P <= H && 2 * Q <= W) {
-        pool_2x2_row(y + (n * P + p) * Q * C, argmax + (n * P + p) * Q * C, xn, 2 * p, W, C, Q);
+        // The seed net's pooling (2x2, stride 2, no padding, whole windows): the fused conv block's pooled row
+        // (the same ties and NaN rule as window_max), from input rows 2p and 2p + 1.
+        const int64_t row = W * C, base = 2 * p * row;
+        conv_direct::pool_rows(y + (n * P + p) * Q * C, argmax + (n * P + p) * Q * C, xn + base, xn + base + row,
+                               Q, C, static_cast<int32_t>(base), static_cast<int32_t>(row));
         continue;
       }
       for (int64_t q = 0; q < Q; ++q) {

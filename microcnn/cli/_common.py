@@ -87,8 +87,11 @@ def set_threads(n):
 
 
 def parse(parser, argv):
-    """Parsed args, or raises UsageError (argparse's own exits for --help/--version pass through)."""
-    return parser.parse_args(argv)
+    """Parsed args, with --threads applied for the commands that have it; raises UsageError (argparse's own
+    exits for --help/--version pass through)."""
+    args = parser.parse_args(argv)
+    set_threads(getattr(args, "threads", None))
+    return args
 
 
 def run(prog, body, argv, debug_flag="--debug", keep_going_without_stdout=False):

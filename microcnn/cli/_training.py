@@ -75,6 +75,18 @@ def _finite_or_none(v):
     return float(v) if v is not None and math.isfinite(v) else None
 
 
+def _bar(total, desc):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=None,
+                file=sys.stderr)
+
+
+def _clock(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 class Tracker(Callback):
     """A tqdm bar per epoch with the running loss/accuracy, one line per epoch with the validation result,
     the per-epoch history, and an in-memory copy of the weights of the best epoch: highest validation
@@ -99,17 +111,39 @@ class Tracker(Callback):
         return len(self.history["loss"])
 
     def on_epoch_begin(self, epoch, logs=None):
-        from tqdm.auto import tqdm
-
         self._t0 = time.perf_counter()
-        self._bar = tqdm(total=self.steps, desc=f"Epoch {epoch + 1}/{self.epochs}", unit="batch", leave=False,
-                         dynamic_ncols=True, disable=None, file=sys.stderr)
+        self._epoch, self._images = epoch, 0
+        if getattr(self, "_run_t0", None) is None:  # the run's clock, for its ETA
+            self._run_t0, self._run_batches = self._t0, 0
+        self._bar = _bar(self.steps, f"Epoch {epoch + 1}/{self.epochs}")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._images += (logs or {}).get("size", 0)
 
     def on_train_batch_end(self, batch, logs=None):
+        self._run_batches += 1
         if self._bar is not None and logs:
-            self._bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}",
-                                  accuracy=f"{logs.get('accuracy', float('nan')):.4f}", refresh=False)
+            now = time.perf_counter()
+            postfix = {"loss": f"{logs.get('loss', float('nan')):.4f}",
+                       "accuracy": f"{logs.get('accuracy', float('nan')):.4f}",
+                       "img/s": f"{self._images / max(now - self._t0, 1e-9):.0f}",
+                       "lr": f"{self.model.optimizer.current_learning_rate():.3g}"}
+            if self.steps:  # the whole run's time left, at its average pace so far (validation included)
+                left = (self.epochs - self._epoch - 1) * self.steps + self.steps - batch - 1
+                postfix["run ETA"] = _clock(left * (now - self._run_t0) / self._run_batches)
+            self._bar.set_postfix(postfix, refresh=False)
             self._bar.update(1)
+
+    def on_test_begin(self, logs=None):
+        self.close()  # the epoch's bar gives way to the validation's
+        self._bar = _bar(None, "Validating")
+
+    def on_test_batch_end(self, batch, logs=None):
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def on_test_end(self, logs=None):
+        self.close()
 
     def close(self):
         if self._bar is not None:

@@ -29,7 +29,6 @@ from ._common import (
     parse,
     positive_int,
     run,
-    set_threads,
 )
 
 PROG = "microcnn-predict"
@@ -123,7 +122,6 @@ def _main(argv):
     args = parse(build_parser(), argv)
     distributed.world()  # under mpiexec/srun the files are shared out between the processes
     distributed.quiet_other_ranks()
-    set_threads(args.threads)
     model_dir = Path(args.model)
     if not model_dir.is_dir():
         raise RuntimeError(f"--model {args.model}: no such model folder (train one with microcnn-train)")

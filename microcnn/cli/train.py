@@ -39,7 +39,6 @@ from ._common import (
     positive_float,
     positive_int,
     run,
-    set_threads,
 )
 from ._training import (
     NonFiniteError,
@@ -138,7 +137,6 @@ def _main(argv):
     args = parse(build_parser(), argv)
     world = distributed.world()  # under mpiexec/srun: one of several processes training one model
     distributed.quiet_other_ranks()
-    set_threads(args.threads)
     dataset = Path(args.dataset)
     if not dataset.is_dir():
         raise UsageError(f"DATASET {args.dataset}: no such directory")

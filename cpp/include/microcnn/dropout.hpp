@@ -15,9 +15,6 @@
 
 namespace microcnn {
 
-// u_i as defined above (exposed for tests and for anyone who needs the same mask).
-float dropout_uniform(uint64_t seed, uint64_t step, uint64_t i);
-
 // x (n) -> y (n); 0 <= rate < 1
 void dropout_forward(float* y, const float* x, int64_t n, double rate, uint64_t seed, uint64_t step,
                      uint64_t offset = 0);

@@ -35,6 +35,12 @@ bool set_kernel_isa(const std::string& name);
 // Row stride of row-major A panels; no kernel's KC block is deeper.
 constexpr int kPackedRowStride = 256;
 
+// gemm() may split the sum over K across threads only for outputs C of at most this many elements. Above it
+// every element of C is summed in one order whatever the thread count, which dense_adam_update's block-by-block
+// gradient relies on to match dense_backward bit for bit (and the Python Dense layer uses it as the size above
+// which its kernel gradient stays factored for that pass: _core.GEMM_SPLIT_SUM_MAX_OUTPUT).
+constexpr int64_t kGemmSplitSumMaxOutput = int64_t{1} << 20;
+
 // Copies A[i0:i0+mb, p0:p0+kb] into ceil(mb/mr) micro-panels; rows at or past mb are zero. Layout:
 //   k-major (rows_layout() false): panel t at dst + t*kb*mr, dst[t*kb*mr + k*mr + i] = A[i0 + t*mr + i, p0 + k]
 //   row-major (rows_layout() true): row i of panel t at dst + (t*mr + i)*kPackedRowStride, holding kb values.

@@ -321,7 +321,7 @@ void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, in
   const double flops = 2.0 * M * N * K;
 #ifdef MICROCNN_OPENMP
   if (threads > 1 && flops >= 4e6) {
-    const bool small_c = M * N <= (int64_t{1} << 20);
+    const bool small_c = M * N <= kGemmSplitSumMaxOutput;
     if (small_c && K >= 8 * std::max(M, N) && K >= int64_t{2} * ki.kc * threads)
       return gemm_split_k(p, M, N, K, threads);
     if (M >= N || N < int64_t{2} * ki.nr * threads) return gemm_split_m(p, M, N, K, threads);
