@@ -5,6 +5,7 @@ import numpy as np
 
 from . import ood as _ood
 from ._batches import make_source
+from ._ood_layers import channel_stats
 
 SCORE_CHUNK = 1 << 18  # features (rows x width) scored per call: 1024 rows of 256
 
@@ -31,13 +32,25 @@ class OpenSetMixin:
         return _core.dense_forward(np.ascontiguousarray(features, np.float32), dense._weights["kernel"],
                                    dense._weights.get("bias"))
 
-    def _predict_batches(self, x, batch_size, argument="x"):
-        """Yields (outputs, features, labels or None) per batch, in inference mode, one forward pass each."""
+    def _predict_batches(self, x, batch_size, argument="x", taps=False):
+        """Yields (outputs, features, labels or None) per batch, in inference mode, one forward pass each.
+        taps: the features are followed by each convolution block's channel statistics (ood "multilayer");
+        self._tap_dims then holds their widths."""
         dense = self._layers[self._feature_layer()]
         source = make_source(x, None, None, 32 if batch_size is None else int(batch_size), argument)
         for xb, yb, _ in source.batches(None):
             plan = self._current_plan()
             split = plan.index(dense)  # the steps before the final Dense give the features, the rest the outputs
+            if taps:
+                features, stats = self._prepare_x(xb, argument), []
+                for i in range(split):
+                    features = plan.forward(features, training=False, start=i, stop=i + 1)
+                    if features.ndim == 4:  # a convolution block's output (N, H, W, C)
+                        stats.append(channel_stats(features))
+                self._tap_dims = [s.shape[1] for s in stats]
+                yield plan.forward(features, training=False, start=split), np.concatenate(
+                    [np.asarray(features, np.float32).reshape(len(features), -1)] + stats, axis=1), yb
+                continue
             features = plan.forward(self._prepare_x(xb, argument), training=False, stop=split)
             yield plan.forward(features, training=False, start=split), features, yb
 
@@ -70,17 +83,21 @@ class OpenSetMixin:
         if y is not None and not isinstance(x, np.ndarray):
             raise ValueError("y: must be None when x is an iterable of batches (the batches carry the labels)")
         source = x if y is None else _Labelled(x, y, batch_size)
-        for out, feat, yb in self._predict_batches(source, batch_size):
+        for out, feat, yb in self._predict_batches(source, batch_size, taps=detector.taps):
             feats.append(np.array(feat, np.float32))
-            logits.append(self._logits(feat))
+            logits.append(self._logits(self._penultimate(feat)))
             labels.append(np.argmax(out, axis=1) if yb is None else _class_indices(yb))
         if not feats:
             raise ValueError("x: yielded no batches to fit the detector on")
         feats, logits = np.concatenate(feats), np.concatenate(logits)
-        detector.fit(feats, logits, np.concatenate(labels))
+        detector.fit(feats, logits, np.concatenate(labels), getattr(self, "_tap_dims", []))
         if validation_data is None:
             scores = detector.score(feats, logits)
         else:
+            if detector.taps:  # each layer's scale from the held-out known images, as the threshold
+                held_out = self._held_out(validation_data)
+                detector.set_normalisation(detector.layer_scores(np.concatenate(
+                    [f for _, f, _ in self._predict_batches(held_out, batch_size, "validation_data", True)])))
             scores = self._scores_with(detector, validation_data, batch_size, "validation_data")
         detector.calibrate(scores, accept)
         self.ood = detector
@@ -90,7 +107,7 @@ class OpenSetMixin:
         """Yields ([outputs of each batch], scores of their rows), scoring a few batches at a time: per-batch
         calls cost more than the scoring itself on small images."""
         pending, features = [], []
-        for out, feat, _ in self._predict_batches(x, batch_size, argument):
+        for out, feat, _ in self._predict_batches(x, batch_size, argument, taps=detector.taps):
             pending.append(out)
             features.append(feat)
             if sum(len(f) for f in features) * feat.shape[1] >= SCORE_CHUNK:
@@ -101,11 +118,20 @@ class OpenSetMixin:
 
     def _score_rows(self, detector, features):
         features = np.concatenate(features)
-        return detector.score(features, self._logits(features))
+        return detector.score(features, self._logits(self._penultimate(features)))
+
+    def _penultimate(self, features):
+        """The penultimate features: the first columns when channel statistics follow them."""
+        return np.ascontiguousarray(features[:, :self._layers[self._feature_layer()]._weights["kernel"].shape[0]])
+
+    @staticmethod
+    def _held_out(x):
+        if isinstance(x, (tuple, list)) and len(x) in (2, 3) and isinstance(x[0], np.ndarray):
+            return x[0]  # (x_val, y_val): labels are not needed to score
+        return x
 
     def _scores_with(self, detector, x, batch_size, argument="x"):
-        if isinstance(x, (tuple, list)) and len(x) in (2, 3) and isinstance(x[0], np.ndarray):
-            x = x[0]  # (x_val, y_val): labels are not needed to score
+        x = self._held_out(x)
         scores = [s for _, s in self._scored_batches(detector, x, batch_size, argument)]
         if not scores:
             raise ValueError(f"{argument}: yielded no batches to score")

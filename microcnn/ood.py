@@ -12,7 +12,13 @@ Methods (`METHODS`), compared by benchmarks/open_set.py:
     energy           logsumexp of the logits
     mahalanobis      minus the Mahalanobis distance to the nearest class mean (class means and one shared
                      covariance of the training features)
-    mahalanobis-l2   the same on L2-normalised features (the default: best on the benchmark)
+    mahalanobis-l2   the same on L2-normalised features
+    multilayer       (the default) Lee et al. 2018: a Mahalanobis score at several depths -- the L2-normalised penultimate
+                     features and each convolution block's per-channel mean and standard deviation
+                     (microcnn/_ood_layers.py), Ledoit-Wolf shrunk covariances -- each normalised by its
+                     median and spread on the calibration images; the worst layer decides (the minimum).
+                     Penultimate features alone miss noise and flat images when a network learnt from a few
+                     hundred images; the first blocks' statistics catch them
     knn              minus the distance to the k-th nearest training feature, features L2-normalised; the
                      bank is a seeded subsample of at most `bank_size` training images
 
@@ -27,9 +33,10 @@ import hashlib
 import numpy as np
 
 from . import _core
+from . import _ood_layers as _layers
 
-METHODS = ("mahalanobis-l2", "mahalanobis", "knn", "energy", "max-softmax")
-DEFAULT_METHOD = "mahalanobis-l2"
+METHODS = ("multilayer", "mahalanobis-l2", "mahalanobis", "knn", "energy", "max-softmax")
+DEFAULT_METHOD = "multilayer"
 FILE = "ood.safetensors"
 MAX_DIRECT_DIM = 2048
 SKETCH_DIM = 1024
@@ -91,6 +98,7 @@ class OODDetector:
         self.bank_size = int(bank_size)
         self.seed = int(seed)
         self.feature_dim = None
+        self.layer_dims = []  # multilayer: widths of the per-block statistics after the penultimate features
         self.sketch_dim = None
         self.tensors = {}
         self.accept = None
@@ -109,20 +117,35 @@ class OODDetector:
         f = self._reduce(features)
         return _l2_normalise(f) if self.method in ("knn", "mahalanobis-l2") else f
 
-    def fit(self, features, logits, labels):
-        """Training features (N, D), logits (N, C) and integer labels (N,) -> self."""
+    @property
+    def taps(self):
+        """True when score() wants each convolution block's channel statistics after the features."""
+        return self.method == "multilayer"
+
+    def fit(self, features, logits, labels, layer_dims=()):
+        """Training features (N, D), logits (N, C) and integer labels (N,) -> self. For "multilayer", features
+        are the penultimate features followed by blocks of widths `layer_dims` (see `taps`)."""
         features = np.asarray(features, np.float32)
         labels = np.asarray(labels).reshape(-1)
         if features.ndim != 2 or len(features) != len(labels) or len(features) == 0:
             raise ValueError(f"features: expected (N, D) with one label per row, got {features.shape} and "
                              f"{labels.shape[0]} labels")
-        self.feature_dim = features.shape[1]
+        self.layer_dims = [int(d) for d in layer_dims] if self.taps else []
+        self.feature_dim = features.shape[1] - sum(self.layer_dims)
+        if self.taps and (self.feature_dim < 1 or min(self.layer_dims, default=1) < 1):
+            raise ValueError(f"features: {features.shape[1]} columns do not hold blocks of {self.layer_dims}")
         self.num_classes = int(np.shape(logits)[1])
         self.sketch_dim = SKETCH_DIM if self.feature_dim > MAX_DIRECT_DIM else None
         if self.sketch_dim is not None:
             self._sketch = _sketch_plan(self.feature_dim, self.sketch_dim)
         if self.method in ("mahalanobis", "mahalanobis-l2"):
             self.tensors = self._fit_mahalanobis(self._prepare(features), labels)
+        elif self.taps:
+            self.tensors = {}
+            for i, block in enumerate(self._blocks(features)):
+                fitted = _layers.fit_gaussian(block, labels, self.num_classes)
+                self.tensors.update({f"{name}_{i}": value for name, value in fitted.items()})
+            self.set_normalisation(self.layer_scores(features))
         elif self.method == "knn":
             f = self._prepare(features)
             rng = np.random.default_rng(self.seed)
@@ -133,29 +156,41 @@ class OODDetector:
         return self
 
     def _fit_mahalanobis(self, f, labels):
-        f = f.astype(np.float64)
-        classes = np.unique(labels)
-        means = np.zeros((self.num_classes, f.shape[1]))
-        centred = np.empty_like(f)
-        present = np.zeros(self.num_classes, bool)
-        for c in classes:
-            rows = labels == c
-            means[c] = f[rows].mean(axis=0)
-            centred[rows] = f[rows] - means[c]
-            present[c] = True
-        # float32 product through microcnn's GEMM (NumPy's threaded float64 one took seconds on a busy machine)
-        centred32 = centred.astype(np.float32)
-        cov = _matmul(np.ascontiguousarray(centred32.T), centred32).astype(np.float64) / len(f)
-        cov += SHRINKAGE * max(np.trace(cov) / len(cov), 1e-12) * np.eye(len(cov))
-        # cov = L L^T; z = f L^-T gives |z - m|^2 = (f - mu)^T cov^-1 (f - mu). (4x faster than eigh here.)
-        whiten = np.ascontiguousarray(np.linalg.inv(np.linalg.cholesky(cov)).T)
-        means = means[present]  # a class without training images has no mean
-        return {"whiten": np.ascontiguousarray(whiten, np.float32),
-                "means": np.ascontiguousarray(means @ whiten, np.float32)}
+        def covariance(centred):
+            # float32 product through microcnn's GEMM (NumPy's threaded float64 one took seconds when busy)
+            centred = np.ascontiguousarray(centred, np.float32)
+            cov = _matmul(np.ascontiguousarray(centred.T), centred).astype(np.float64) / len(centred)
+            return cov + SHRINKAGE * max(np.trace(cov) / len(cov), 1e-12) * np.eye(len(cov))
+
+        return _layers.fit_gaussian(f, labels, self.num_classes, covariance)
 
     # --- scoring -------------------------------------------------------------------------------------
+    def _blocks(self, features):
+        """multilayer: the L2-normalised penultimate features, then each block of channel statistics."""
+        features = np.asarray(features, np.float32)
+        bounds = np.cumsum([self.feature_dim] + self.layer_dims)
+        if features.ndim != 2 or features.shape[1] != bounds[-1]:
+            raise ValueError(f"features: expected (N, {bounds[-1]}), got {features.shape}")
+        return [_l2_normalise(self._reduce(features[:, :self.feature_dim]))] + [
+            features[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def layer_scores(self, features):
+        """multilayer: minus the Mahalanobis distance at each depth, float64 (N, layers)."""
+        return np.stack([_layers.mahalanobis_score(block, self.tensors[f"whiten_{i}"], self.tensors[f"means_{i}"])
+                         for i, block in enumerate(self._blocks(features))], axis=1)
+
+    def set_normalisation(self, layer_scores):
+        """multilayer: each layer's score is centred and scaled by its median and spread on these known
+        images' layer scores (fit sets it from the training images; fit_ood from the validation images)."""
+        centre, scale = _layers.robust_normalisation(layer_scores)
+        self.tensors.update({"centre": centre, "scale": scale})
+        return self
+
     def score(self, features, logits):
         """Higher = more like the training data; float64 (N,)."""
+        if self.taps:
+            s = (self.layer_scores(features) - self.tensors["centre"]) / self.tensors["scale"]
+            return np.min(s, axis=1)
         logits = np.asarray(logits, np.float64)
         if self.method == "max-softmax":
             return np.exp(np.max(logits, axis=1) - logsumexp(logits))
@@ -215,6 +250,7 @@ class OODDetector:
         return {"method": self.method, "file": FILE, "accept": self.accept, "threshold": self.threshold,
                 "quantile_levels": len(QUANTILE_LEVELS),
                 "quantiles": [float(q) for q in self.quantiles], "feature_dim": self.feature_dim,
+                "layer_dims": list(self.layer_dims),
                 "num_classes": self.num_classes, "sketch_dim": self.sketch_dim, "k": self.k,
                 "bank_size": self.bank_size, "seed": self.seed, "sha256": tensors_digest(self.tensors)}
 
@@ -228,6 +264,12 @@ class OODDetector:
             return {"whiten": (dim, dim), "means": (None, dim)}
         if self.method == "knn":
             return {"bank": (None, dim)}
+        if self.taps:
+            dims = [dim] + self.layer_dims
+            expected = {"centre": (len(dims),), "scale": (len(dims),)}
+            for i, d in enumerate(dims):
+                expected.update({f"whiten_{i}": (d, d), f"means_{i}": (None, d)})
+            return expected
         return {}
 
     @classmethod
@@ -243,6 +285,11 @@ class OODDetector:
                        seed=_int_field(config, "seed", 0))
         detector.feature_dim = _int_field(config, "feature_dim", 1)
         detector.num_classes = _int_field(config, "num_classes", 1)
+        layer_dims = config.get("layer_dims", [])
+        if not isinstance(layer_dims, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in layer_dims):
+            raise ValueError(f"'ood' layer_dims must be a list of positive integers, got {layer_dims!r}")
+        detector.layer_dims = list(layer_dims) if detector.taps else []
         if config.get("sketch_dim") is not None:
             detector.sketch_dim = _int_field(config, "sketch_dim", 1)
             detector._sketch = _sketch_plan(detector.feature_dim, detector.sketch_dim)
