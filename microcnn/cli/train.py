@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import distributed
-from ..cache import cache_usable, default_cache_dir, describe_cache
-from ..callbacks import Callback
-from ..data import COLOR_MODES, FolderDataset
+from ..cache import describe_cache
+from ..data import COLOR_MODES
 from ..images import describe
 from ..ood import DEFAULT_METHOD, METHODS
 from ..plots import PLOT_FORMATS
@@ -40,6 +39,7 @@ from ._common import (
     positive_int,
     run,
 )
+from ._train_data import EpochCheckpoint, read_dataset
 from ._training import (
     NonFiniteError,
     StopOnNonFinite,
@@ -156,7 +156,7 @@ def _main(argv):
     microcnn.set_seed(settings["seed"])
     split_seed, shuffle_seed, augment_seed = (int(s) for s in np.random.SeedSequence(settings["seed"]).generate_state(3))
     print(f"Reading {dataset}/ ...", flush=True)
-    ds = _read_dataset(dataset, args, settings, split_seed, world)
+    ds = read_dataset(dataset, args, settings, split_seed, world)
     print(ds.report.summary(dataset))
     if ds.image_size_reason is not None:
         print(f"Image size: auto -> {ds.image_size[0]}x{ds.image_size[1]} ({ds.image_size_reason})")
@@ -220,7 +220,7 @@ def _main(argv):
     if resume is not None:
         callbacks.append(_resume.restore(model, train, resume["resume"], extra_callbacks))
     if world is not None:
-        callbacks.append(_EpochCheckpoint(lambda: _save_checkpoint(
+        callbacks.append(EpochCheckpoint(lambda: _save_checkpoint(
             model, out, metadata, _resume.capture(model, train, tracker, extra_callbacks))))
     schedule = "" if settings["schedule"] == "constant" else f" ({settings['schedule']} schedule)"
     print(f"{'Resuming' if resume else 'Training'} {settings['arch']} ({model.count_params():,} parameters) "
@@ -285,49 +285,6 @@ def _stop_non_finite(error, model, ds, tracker, guard, out, metadata, validation
     print(f"{PROG}: error: {error}: training stopped (try a lower --lr than {settings['lr']:g}, or check the "
           f"images for extreme values){kept}", file=sys.stderr)
     return EXIT_ERROR
-
-
-class _EpochCheckpoint(Callback):
-    """Under MPI, rank 0 saves the checkpoint after every epoch: Open MPI's mpiexec ends all ranks within
-    a fraction of a second of Ctrl-C, too soon to save one then (SIGUSR1 stops the run with a checkpoint)."""
-
-    def __init__(self, save):
-        super().__init__()
-        self.save = save
-
-    def on_epoch_end(self, epoch, logs=None):
-        if distributed.is_root():
-            self.save()
-
-
-def _read_dataset(dataset, args, settings, split_seed, world):
-    """FolderDataset through the image cache (unless --no-cache). Under MPI rank 0 decodes what the cache
-    lacks while the others wait, then they read the cache rank 0 wrote."""
-    folder = None
-    root = world is None or world.rank == 0
-    if not args.no_cache:
-        folder = Path(args.cache) if args.cache else default_cache_dir(dataset)
-        if root and not cache_usable(folder, sys.stderr):
-            folder = None
-    if world is not None and not world.bcast(folder is not None if root else None):
-        folder = None  # rank 0 could not write the cache: every rank decodes into memory
-    if world is not None and not root and folder is not None:
-        world.barrier()
-    size = settings["image_size"]
-    ds = FolderDataset(dataset, image_size=size if size == "auto" else tuple(size), color=settings["color"],
-                       validation_split=settings["validation_split"], seed=split_seed,
-                       progress=_progress if root else None, cache=folder, cache_update=root,
-                       channels=settings["channel_select"], z_projection=settings["z_projection"])
-    if world is not None and root and folder is not None:
-        world.barrier()
-    return ds
-
-
-def _progress(items, total, split):
-    from tqdm.auto import tqdm
-
-    return tqdm(items, total=total, desc=f"Decoding {split}", unit="image", disable=None, leave=False,
-                file=sys.stderr)
 
 
 _SETTING_KEYS = ("epochs", "batch_size", "image_size", "lr", "color", "seed", "no_augment", "validation_split",
