@@ -72,6 +72,14 @@ def conv2d_relu_maxpool_backward(
     db (K,) or None): conv2d_backward's weight gradients for dz = maxpool2d_backward(relu_backward(dy, y),
     argmax, (N,P,Q,K)), without dz in memory. ValueError when an argmax lies outside its own window."""
 
+def conv2d_relu_maxpool_backward_data(
+    dy: F32, argmax: I32, y: F32, x: F32, w: F32, stride_h: int = 1, stride_w: int = 1,
+    padding: str = "valid", need_db: bool = True,
+) -> tuple[F32, F32, F32 | None]:
+    """As conv2d_relu_maxpool_backward, with the input gradient: -> (dx (N,H,W,C), dw, db or None), the values
+    of conv2d_backward(maxpool2d_backward(relu_backward(dy, y), argmax, (N,P,Q,K)), x, w); that gradient is
+    written in one pass (no zero fill, no scatter)."""
+
 # --- pooling --------------------------------------------------------------------------------------------
 def maxpool2d_forward(
     x: F32, pool_h: int, pool_w: int, stride_h: int, stride_w: int, padding: str = "valid"

@@ -10,7 +10,8 @@ Steps:
   kernel (`conv2d_relu_maxpool_forward`). The full-resolution ReLU output (the seed net's first: 92 MB a batch)
   never goes to memory; the step keeps the pooled output and its argmax. Backward applies the ReLU's
   derivative on the pooled side, which is exact (a window whose maximum is 0 holds only zeros; any other routes
-  its gradient to a positive input) and four times cheaper, then unpools and runs `conv2d_backward`. As the
+  its gradient to a positive input) and four times cheaper, then unpools (one pass that writes each element
+  once) and runs `conv2d_backward`, all in `conv2d_relu_maxpool_backward_data`. As the
   first step (no input gradient needed) it gets the weight gradients straight from the pooled gradient
   (`conv2d_relu_maxpool_backward`), without the full-resolution gradient in memory.
 - `LayerStep(layer)`: any other layer, through its own `forward` / `backward`.
@@ -99,9 +100,9 @@ class ConvReluPoolStep:
         conv = self.conv
         kernel = conv._weights["kernel"]
         if need_dx:
-            dz = _core.maxpool2d_backward(_core.relu_backward(dy, y), argmax, conv.compute_output_shape(x.shape))
-            dx, dw, db = _core.conv2d_backward(dz, x, kernel, conv.strides[0], conv.strides[1], conv.padding,
-                                               need_dx=True, need_db=conv.use_bias)
+            dx, dw, db = _core.conv2d_relu_maxpool_backward_data(dy, argmax, y, x, kernel, conv.strides[0],
+                                                                 conv.strides[1], conv.padding,
+                                                                 need_db=conv.use_bias)
         else:
             dx = None
             dw, db = _core.conv2d_relu_maxpool_backward(dy, argmax, y, x, kernel, conv.strides[0], conv.strides[1],

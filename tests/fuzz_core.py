@@ -212,7 +212,8 @@ def _scalars(g, name):
 
 
 FAMILIES = {
-    _conv: ["conv2d_forward", "conv2d_backward", "conv2d_relu_maxpool_forward", "conv2d_relu_maxpool_backward"],
+    _conv: ["conv2d_forward", "conv2d_backward", "conv2d_relu_maxpool_forward", "conv2d_relu_maxpool_backward",
+            "conv2d_relu_maxpool_backward_data"],
     _pool: ["maxpool2d_forward", "maxpool2d_backward"],
     _elementwise: ["relu_forward", "relu_backward", "softmax_forward", "softmax_backward", "softmax_cross_entropy"],
     _dense: ["dense_forward", "dense_backward", "sgemm", "dense_adam_update"],

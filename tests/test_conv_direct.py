@@ -144,6 +144,35 @@ def test_conv2d_relu_maxpool_backward_matches_unfused(case, isa, threads):
     np.testing.assert_array_equal(dw_only, dw)
 
 
+# The input-gradient form, for a block after the first: the implicit-GEMM layers (C > 4), the seed net's second
+# block among them with odd sizes (a row and a column the pooling drops), and a direct-kernel one.
+DATA_CASES = POOL_CASES + [(2, 13, 11, 32, 64, 2, 2, 1, 1, "same"), (1, 8, 10, 8, 16, 3, 3, 1, 1, "valid")]
+
+
+@pytest.mark.parametrize("case", DATA_CASES, ids=str)
+def test_conv2d_relu_maxpool_backward_data_matches_unfused(case, isa, threads):
+    x, wt, b, _, kw = case_arrays(case)
+    z, y, argmax = composed_forward(x, wt, b, kw)
+    dy = rand(*y.shape)
+    dy[0, 0, 0, :2] = -0.0  # a signed zero routed like any other value
+    dx, dw, db = _core.conv2d_relu_maxpool_backward_data(dy, argmax, y, x, wt, **kw)
+    dz = _core.maxpool2d_backward(_core.relu_backward(dy, y), argmax, z.shape)
+    # The same gradient, the same GEMMs: bit for bit the unfused composition.
+    for got, want in zip((dx, dw, db), _core.conv2d_backward(dz, x, wt, **kw)):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip((dx, dw, db), _core.reference.conv2d_backward(dz, x, wt, **kw)):
+        assert_close(got, want)
+    for got, want in zip((dx, dw, db), ref.conv2d_backward(ref.maxpool2d_backward(ref.relu_backward(dy, y), argmax,
+                                                                                  z.shape), x, wt, **kw)):
+        assert_close(got, want)
+    _, _, none_db = _core.conv2d_relu_maxpool_backward_data(dy, argmax, y, x, wt, need_db=False, **kw)
+    assert none_db is None
+    bad = argmax.copy()
+    bad[0, 0, 0, 0] = -1
+    with pytest.raises(ValueError, match="argmax"):
+        _core.conv2d_relu_maxpool_backward_data(dy, bad, y, x, wt, **kw)
+
+
 def test_conv2d_relu_maxpool_checks_its_arguments():
     x, w = rand(1, 6, 6, 3), rand(3, 3, 3, 4)
     y, argmax = _core.conv2d_relu_maxpool_forward(x, w, None, padding="same")

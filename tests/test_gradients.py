@@ -187,6 +187,28 @@ def test_maxpool2d_backward_kernel(pool, stride, padding):
     assert_grad(_core.maxpool2d_backward(g, argmax, x.shape), numeric, **LINEAR_TOL)
 
 
+@pytest.mark.parametrize("c", [2, 6])  # the direct kernels (few channels) and the implicit GEMM
+def test_conv2d_relu_maxpool_backward_data_kernel(c):
+    # The fused conv + ReLU + 2x2 max-pool block, odd conv output (a row and a column are not pooled). A small
+    # step: the objective is piecewise linear, and the step must not cross a ReLU kink or a change of maximum.
+    rng = np.random.default_rng(16)
+    kw = {"stride_h": 1, "stride_w": 1, "padding": "same"}
+    x, wt, b = (rng.standard_normal(s).astype(np.float32) for s in ((2, 5, 7, c), (2, 2, c, 3), (3,)))
+    y, argmax = _core.conv2d_relu_maxpool_forward(x, wt, b, **kw)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    g64 = g.astype(np.float64)
+    dx, dw, db = _core.conv2d_relu_maxpool_backward_data(g, argmax, y, x, wt, **kw)
+    step = {"eps": 2.0**-12, "dtype": np.float32}
+    tol = {"rtol": 2e-3, "atol_scale": 2e-3}
+
+    def objective(xv, wv, bv):
+        return weighted_sum(_core.conv2d_relu_maxpool_forward(xv, wv, bv, **kw)[0], g64)
+
+    assert_grad(dx, numeric_grad(lambda v: objective(v, wt, b), x, **step), **tol)
+    assert_grad(dw, numeric_grad(lambda v: objective(x, v, b), wt, **step), **tol)
+    assert_grad(db, numeric_grad(lambda v: objective(x, wt, v), b, **step), **tol)
+
+
 def test_relu_backward_kernel():
     x = f32(4, 7)
     x[np.abs(x) < 0.2] = 0.5  # keep the kink out of reach of the step

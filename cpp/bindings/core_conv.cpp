@@ -105,10 +105,11 @@ py::tuple conv_relu_maxpool_forward(const py::handle& x_obj, const py::handle& w
   return py::make_tuple(y, argmax);
 }
 
+// need_dx: -> (dx, dw, db or None) (conv2d_relu_maxpool_backward_data, w read for dx); else (dw, db or None).
 py::tuple conv_relu_maxpool_backward(const py::handle& dy_obj, const py::handle& argmax_obj,
                                      const py::handle& y_obj, const py::handle& x_obj, const py::handle& w_obj,
                                      long long stride_h, long long stride_w, const std::string& padding,
-                                     bool need_db) {
+                                     bool need_db, bool need_dx) {
   auto dy = f32(dy_obj, "dy", 4);
   auto argmax = checked<int32_t>(argmax_obj, "argmax", 4);
   auto y = f32(y_obj, "y", 4);
@@ -120,19 +121,22 @@ py::tuple conv_relu_maxpool_backward(const py::handle& dy_obj, const py::handle&
   expect_shape(dy, "dy", pooled, what);
   expect_shape(argmax, "argmax", pooled, what);
   expect_shape(y, "y", pooled, what);
-  float *dwp, *dbp;
+  float *dxp, *dwp, *dbp;
+  py::object dx = optional_output(need_dx, {s.N, s.H, s.W, s.C}, dxp);
   py::object dw = optional_output(true, {s.R, s.S, s.C, s.K}, dwp);
   py::object db = optional_output(need_db, {s.K}, dbp);
-  const float *dyp = dy.data(), *yp = y.data(), *xp = a.x.data();
+  const float *dyp = dy.data(), *yp = y.data(), *xp = a.x.data(), *wp = a.w.data();
   const int32_t* ap = argmax.data();
   int64_t bad;
   {
     py::gil_scoped_release release;
-    bad = conv2d_relu_maxpool_backward(dwp, dbp, dyp, ap, yp, xp, s);
+    bad = need_dx ? conv2d_relu_maxpool_backward_data(dxp, dwp, dbp, dyp, ap, yp, xp, wp, s)
+                  : conv2d_relu_maxpool_backward(dwp, dbp, dyp, ap, yp, xp, s);
   }
   if (bad)
     value_error("argmax: expected every index inside its own 2x2 window (as conv2d_relu_maxpool_forward returns "
                 "it), got " + std::to_string(bad) + " outside");
+  if (need_dx) return py::make_tuple(dx, dw, db);
   return py::make_tuple(dw, db);
 }
 
@@ -157,10 +161,25 @@ void bind_core_conv(py::module_& m, py::module_& reference) {
         py::arg("b").none(true), py::arg("stride_h") = 1, py::arg("stride_w") = 1, py::arg("padding") = "valid",
         "x (N,H,W,C), w (R,S,C,K), b (K,) or None -> (y (N,P//2,Q//2,K), argmax int32): 2x2 max pool of "
         "relu(conv + b), as maxpool2d_forward of conv2d_forward(..., relu=True).");
-  m.def("conv2d_relu_maxpool_backward", &conv_relu_maxpool_backward, py::arg("dy"), py::arg("argmax"), py::arg("y"),
+  m.def("conv2d_relu_maxpool_backward",
+        [](const py::handle& dy, const py::handle& argmax, const py::handle& y, const py::handle& x,
+           const py::handle& w, long long stride_h, long long stride_w, const std::string& padding, bool need_db) {
+          return conv_relu_maxpool_backward(dy, argmax, y, x, w, stride_h, stride_w, padding, need_db, false);
+        },
+        py::arg("dy"), py::arg("argmax"), py::arg("y"),
         py::arg("x"), py::arg("w"), py::arg("stride_h") = 1, py::arg("stride_w") = 1, py::arg("padding") = "valid",
         py::arg("need_db") = true,
         "dy, argmax, y (N,P//2,Q//2,K), x (N,H,W,C), w (R,S,C,K) -> (dw, db or None) of the fused block.");
+  m.def(
+      "conv2d_relu_maxpool_backward_data",
+      [](const py::handle& dy, const py::handle& argmax, const py::handle& y, const py::handle& x,
+         const py::handle& w, long long stride_h, long long stride_w, const std::string& padding, bool need_db) {
+        return conv_relu_maxpool_backward(dy, argmax, y, x, w, stride_h, stride_w, padding, need_db, true);
+      },
+      py::arg("dy"), py::arg("argmax"), py::arg("y"), py::arg("x"), py::arg("w"), py::arg("stride_h") = 1,
+      py::arg("stride_w") = 1, py::arg("padding") = "valid", py::arg("need_db") = true,
+      "dy, argmax, y (N,P//2,Q//2,K), x (N,H,W,C), w (R,S,C,K) -> (dx, dw, db or None) of the fused block: "
+      "conv2d_backward of maxpool2d_backward(relu_backward(dy, y), argmax), that gradient written in one pass.");
 }
 
 }  // namespace microcnn::bind

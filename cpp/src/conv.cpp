@@ -97,19 +97,42 @@ void conv2d_relu_maxpool_forward(float* y, int32_t* argmax, const float* x, cons
   maxpool2d_forward(y, argmax, z.get(), make_conv_shape(s.N, s.P, s.Q, s.K, s.K, 2, 2, 2, 2, Padding::Valid));
 }
 
+namespace {
+// dz (N,P,Q,K) = maxpool2d_backward(relu_backward(dy, y), argmax) for the 2x2 stride-2 pooling, in one pass
+// that writes every element of dz once (no zero fill, no scatter): each window's four positions from bit masks,
+// the row and column a pooling with odd P or Q drops set to zero. Returns the argmax entries outside their window.
+int64_t unpool_relu(float* dz, const float* dy, const int32_t* argmax, const float* y, const ConvShape& s) {
+  const int64_t P2 = s.P / 2, Q2 = s.Q / 2, row = s.Q * s.K, rows = s.N * P2;
+  int64_t bad = 0;
+#pragma omp parallel for schedule(static) reduction(+ : bad) if (rows * row >= (int64_t{1} << 15))
+  for (int64_t np2 = 0; np2 < rows; ++np2) {
+    const int64_t n = np2 / P2, p2 = np2 % P2, off = np2 * Q2 * s.K;
+    float* d = dz + (n * s.P + 2 * p2) * row;
+    bad += conv_direct::unpool_rows(d, dy + off, argmax + off, y + off, Q2, s.Q, s.K, 2 * p2 * row);
+    if (s.Q % 2) {  // the last column of both rows
+      std::fill(d + row - s.K, d + row, 0.0f);
+      std::fill(d + 2 * row - s.K, d + 2 * row, 0.0f);
+    }
+    if (s.P % 2 && p2 == P2 - 1) std::fill(d + 2 * row, d + 3 * row, 0.0f);  // the sample's last row
+  }
+  return bad;
+}
+}  // namespace
+
 // dy (N,P/2,Q/2,K), argmax (N,P/2,Q/2,K), y (N,P/2,Q/2,K), x (N,H,W,C) -> dw (R,S,C,K), db (K) or nullptr
 int64_t conv2d_relu_maxpool_backward(float* dw, float* db, const float* dy, const int32_t* argmax, const float* y,
                                      const float* x, const ConvShape& s) {
   if (conv_direct::applies(s)) return conv_direct::backward_weights_maxpool(dw, db, dy, argmax, y, x, s);
-  const int64_t P2 = s.P / 2, Q2 = s.Q / 2, row = s.Q * s.K;
-  std::vector<float> dz(static_cast<size_t>(s.N * s.P * row), 0.0f);
-  int64_t bad = 0;
-  for (int64_t np2 = 0; np2 < s.N * P2; ++np2) {
-    const int64_t n = np2 / P2, p2 = np2 % P2, off = np2 * Q2 * s.K;
-    bad += conv_direct::unpool_rows(dz.data() + (n * s.P + 2 * p2) * row, dy + off, argmax + off, y + off, Q2,
-                                    s.Q, s.K, 2 * p2 * row);
-  }
-  conv2d_backward(nullptr, dw, db, dz.data(), x, nullptr, s);  // w is only read for dx
+  return conv2d_relu_maxpool_backward_data(nullptr, dw, db, dy, argmax, y, x, nullptr, s);
+}
+
+// As above, and dx (N,H,W,C) or nullptr: conv2d_backward of the unpooled gradient.
+int64_t conv2d_relu_maxpool_backward_data(float* dx, float* dw, float* db, const float* dy, const int32_t* argmax,
+                                          const float* y, const float* x, const float* w, const ConvShape& s) {
+  if (!dx && conv_direct::applies(s)) return conv_direct::backward_weights_maxpool(dw, db, dy, argmax, y, x, s);
+  const std::unique_ptr<float[]> dz(new float[s.N * s.P * s.Q * s.K]);  // not zeroed: every element is written
+  const int64_t bad = unpool_relu(dz.get(), dy, argmax, y, s);
+  conv2d_backward(dx, dw, db, dz.get(), x, w, s);  // w is only read for dx
   return bad;
 }
 

@@ -50,6 +50,12 @@ void conv2d_relu_maxpool_forward(float* y, int32_t* argmax, const float* x, cons
 int64_t conv2d_relu_maxpool_backward(float* dw, float* db, const float* dy, const int32_t* argmax, const float* y,
                                      const float* x, const ConvShape& s);
 
+// The same with the input gradient: dx (N,H,W,C) or nullptr, dw, db (or nullptr) of conv2d_backward for
+// dz = maxpool2d_backward(relu_backward(dy, y), argmax), bit for bit (dz is written once, in one pass, instead of
+// a ReLU pass, a zero fill and a scatter). w (R,S,C,K) is read only for dx. Returns as above.
+int64_t conv2d_relu_maxpool_backward_data(float* dx, float* dw, float* db, const float* dy, const int32_t* argmax,
+                                          const float* y, const float* x, const float* w, const ConvShape& s);
+
 // Naive loops: the oracle the production kernels are tested against. Same contracts as above.
 namespace reference {
 // x (N,H,W,C), w (R,S,C,K), b (K) or nullptr -> y (N,P,Q,K)
