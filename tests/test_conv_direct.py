@@ -84,6 +84,8 @@ POOL_CASES = [
     (1, 9, 8, 1, 7, 2, 2, 1, 1, "same"),  # gray, even kernel
     (2, 12, 15, 4, 40, 3, 3, 2, 1, "valid"),  # stride
     (1, 10, 9, 6, 20, 3, 3, 1, 1, "same"),  # C = 6: the implicit-GEMM convolution, then the pool
+    (3, 42, 30, 8, 24, 2, 2, 1, 1, "same"),  # GEMM blocks of 4 row pairs, the last of a sample shorter
+    (1, 3, 3, 64, 5, 3, 3, 1, 1, "same"),  # a long reduction for a tiny output: the GEMM may split it
 ]
 
 

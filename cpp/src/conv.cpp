@@ -11,9 +11,11 @@
 #include <vector>
 
 #include "conv_direct.hpp"
+#include "conv_direct_pool.hpp"
 #include "conv_gemm.hpp"
 #include "microcnn/gemm.hpp"
 #include "microcnn/pool.hpp"
+#include "microcnn/threads.hpp"
 
 namespace microcnn {
 
@@ -88,13 +90,61 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
   }
 }
 
+namespace {
+// Rows [offset, offset + M) of another row-layout A source, as rows [0, M).
+class RowOffsetA final : public PanelA {
+ public:
+  RowOffsetA(const PanelA& a, int64_t offset) : a_(a), offset_(offset) {}
+  bool rows_layout() const override { return a_.rows_layout(); }
+  void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const override {
+    a_.pack(dst, i0 + offset_, mb, p0, kb, mr);
+  }
+
+ private:
+  const PanelA& a_;
+  int64_t offset_;
+};
+}  // namespace
+
 // x (N,H,W,C), w (R,S,C,K), b (K) or nullptr -> y (N,P/2,Q/2,K), argmax (N,P/2,Q/2,K)
 void conv2d_relu_maxpool_forward(float* y, int32_t* argmax, const float* x, const float* w, const float* b,
                                  const ConvShape& s) {
   if (conv_direct::applies(s)) return conv_direct::forward_relu_maxpool(y, argmax, x, w, b, s);
-  const std::unique_ptr<float[]> z(new float[s.N * s.P * s.Q * s.K]);  // not zeroed: every element is written
-  conv2d_forward(z.get(), x, w, b, s, /*relu=*/true);
-  maxpool2d_forward(y, argmax, z.get(), make_conv_shape(s.N, s.P, s.Q, s.K, s.K, 2, 2, 2, 2, Padding::Valid));
+  const int64_t pixels = s.N * s.P * s.Q, taps = s.R * s.S * s.C;
+  if (pixels * s.K <= kGemmSplitSumMaxOutput && taps >= 8 * std::max(pixels, s.K)) {
+    // A long reduction for a small output: gemm() may split it over threads; pool its result as is.
+    const std::unique_ptr<float[]> z(new float[pixels * s.K]);  // not zeroed: every element is written
+    conv2d_forward(z.get(), x, w, b, s, /*relu=*/true);
+    maxpool2d_forward(y, argmax, z.get(), make_conv_shape(s.N, s.P, s.Q, s.K, s.K, 2, 2, 2, 2, Padding::Valid));
+    return;
+  }
+  // Blocks of whole conv row pairs (at least 512 pixels, within one sample: above the 256 rows up to which the
+  // GEMM reads B in place, which ran slower here; small enough to stay in L2): each a serial GEMM into a buffer
+  // pooled at once, so the full-resolution output is never written out. Every element is the GEMM's own (one
+  // reduction order, bias and ReLU in the epilogue): bit for bit conv2d_forward, then the pool.
+  const int64_t P2 = s.P / 2, Q2 = s.Q / 2, pair = 2 * s.Q;
+  const int64_t per_block = std::clamp<int64_t>((512 + pair - 1) / pair, 1, P2);
+  const int64_t blocks_per_sample = (P2 + per_block - 1) / per_block, blocks = s.N * blocks_per_sample;
+  const conv_gemm::Im2colA im2col(conv_gemm::forward_im2col(x, s));
+  const StridedB b_w(w, s.K, 1);
+#pragma omp parallel if (pixels * s.K * taps >= (int64_t{1} << 22))
+  {
+    DenormalGuard guard;
+    std::vector<float> z(static_cast<size_t>(per_block * pair * s.K));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t n = blk / blocks_per_sample, p2_0 = blk % blocks_per_sample * per_block;
+      const int64_t pairs = std::min(per_block, P2 - p2_0);
+      const RowOffsetA a(im2col, (n * s.P + 2 * p2_0) * s.Q);
+      gemm_serial(z.data(), s.K, a, b_w, pairs * pair, s.K, taps, GemmEpilogue{b, true});
+      for (int64_t i = 0; i < pairs; ++i) {
+        const int64_t p2 = p2_0 + i, out = (n * P2 + p2) * Q2 * s.K;
+        const float* z0 = z.data() + i * pair * s.K;
+        conv_direct::pool_rows(y + out, argmax + out, z0, z0 + s.Q * s.K, Q2, s.K,
+                               static_cast<int32_t>(2 * p2 * s.Q * s.K), static_cast<int32_t>(s.Q * s.K));
+      }
+    }
+  }
 }
 
 namespace {
