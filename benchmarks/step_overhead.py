@@ -1,6 +1,6 @@
 """Where a small-image training step's time goes: FLOPs, or fixed costs (Python, kernel calls, OpenMP, memory).
 
-    python benchmarks/step_overhead.py [--size 28] [--channels 1] [--batch 32] [--steps 30]
+    python benchmarks/step_overhead.py [--size 28] [--channels 1] [--batch 32] [--steps 30] [--model-kernels]
 
 Measured in one process, interleaved, medians:
   model step       Sequential.train_on_batch (what fit runs per batch, minus data loading)
@@ -8,11 +8,14 @@ Measured in one process, interleaved, medians:
   kernel sum       the sum of each kernel's own time inside the bare step
   flop floor       the step's GFLOP at the rate numpy's sgemm reaches on a large square product
   call cost        one _core call on a 1-element array (argument checks + pybind11 + GIL release)
+  --model-kernels  also: every _core call of the model step itself (the fused kernels fit runs), median
+                   time per call, named by the layer it serves
 """
 
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +52,62 @@ def count_core_calls(fn):
     return count[0]
 
 
+# The _core calls of one seed-net train_on_batch, in call order, by the layer they serve (f: forward, b: backward).
+SEED_STEP_CALLS = {
+    "conv2d_relu_maxpool_forward": ["conv1+pool f", "conv2+pool f"],
+    "dense_forward": ["dense1 f", "dense2 f"],
+    "dropout_forward": ["dropout f"],
+    "softmax_cross_entropy": ["softmax+CE"],
+    "dense_backward": ["dense2 b", "dense1 b"],
+    "dropout_backward": ["dropout b"],
+    "relu_backward": ["relu b"],
+    "conv2d_relu_maxpool_backward_data": ["conv2+pool b (dx, dw)"],
+    "conv2d_relu_maxpool_backward": ["conv1+pool b (dw)"],
+    "dense_adam_update": ["dense1 dw+adam"],
+}
+
+
+def model_kernel_times(step, steps, warmup=3):
+    """-> (median step seconds, {layer: median seconds per step}) for the _core calls `step` makes, by layer
+    (SEED_STEP_CALLS; the calls of any other function summed under its name, e.g. adam_update for every small
+    weight), timed around the binding (argument checks included), in the same steps."""
+    from microcnn import _core
+
+    names = [n for n in dir(_core) if not n.startswith("_") and callable(getattr(_core, n))]
+    saved = {n: getattr(_core, n) for n in names}
+    counts, current, times, steps_s = {}, {}, {}, []
+
+    def wrap(name, f):
+        def timed_call(*a, **kw):
+            k = counts.get(name, 0)
+            counts[name] = k + 1
+            labels = SEED_STEP_CALLS.get(name, [])
+            label = labels[k] if k < len(labels) else name
+            t = time.perf_counter()
+            result = f(*a, **kw)
+            current[label] = current.get(label, 0.0) + time.perf_counter() - t
+            return result
+        return timed_call
+
+    for n in names:
+        setattr(_core, n, wrap(n, saved[n]))
+    try:
+        for i in range(warmup + steps):
+            counts.clear()
+            current.clear()
+            t = time.perf_counter()
+            step()
+            t = time.perf_counter() - t
+            if i >= warmup:
+                steps_s.append(t)
+                for label, t in current.items():
+                    times.setdefault(label, []).append(t)
+    finally:
+        for n, f in saved.items():
+            setattr(_core, n, f)
+    return float(np.median(steps_s)), {label: float(np.median(ts)) for label, ts in times.items()}
+
+
 def step_gflop(n, s, c, classes):
     """Forward + backward GFLOP of the seed net's conv and dense layers (the first conv needs no dx)."""
     conv1 = 2.0 * n * s * s * 9 * c * 32
@@ -65,6 +124,7 @@ def main(argv=None):
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model-kernels", action="store_true", help="also time each _core call of the model step")
     args = ap.parse_args(argv)
 
     import _seed_workers
@@ -112,6 +172,13 @@ def main(argv=None):
     print(f"one _core call (1 element)    {call * 1e6:8.2f} us   x {calls} calls = {call * calls * 1e3:.2f} ms")
     for name in sorted(kernels, key=lambda k: -kernels[k]):
         print(f"  {name:16s} {kernels[name] * 1e3:7.3f} ms")
+    if args.model_kernels:
+        step, per_call = model_kernel_times(lambda: model.train_on_batch(x, labels), args.steps)
+        total = sum(per_call.values())
+        print(f"model step, per _core call (medians over {args.steps} more steps: step {step * 1e3:.2f} ms, "
+              f"kernels {total * 1e3:.2f} ms = {total / step:.0%}):")
+        for name in sorted(per_call, key=lambda k: -per_call[k]):
+            print(f"  {name:24s} {per_call[name] * 1e3:7.3f} ms  {per_call[name] / step:6.1%}")
 
 
 if __name__ == "__main__":
