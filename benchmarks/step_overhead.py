@@ -52,7 +52,8 @@ def count_core_calls(fn):
     return count[0]
 
 
-# The _core calls of one seed-net train_on_batch, in call order, by the layer they serve (f: forward, b: backward).
+# The _core calls of one seed-net train_on_batch, in call order, by the layer they serve (f: forward,
+# b: backward).
 SEED_STEP_CALLS = {
     "conv2d_relu_maxpool_forward": ["conv1+pool f", "conv2+pool f"],
     "dense_forward": ["dense1 f", "dense2 f"],
@@ -124,7 +125,8 @@ def main(argv=None):
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--model-kernels", action="store_true", help="also time each _core call of the model step")
+    ap.add_argument("--model-kernels", action="store_true",
+                    help="also time each _core call of the model step")
     args = ap.parse_args(argv)
 
     import _seed_workers
