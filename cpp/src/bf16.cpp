@@ -34,7 +34,11 @@ bool cpu_has_avx512_bf16() {
 #endif
 }
 
-bf16_detail::GemmFn active_gemm() {
+int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+}  // namespace
+
+bf16_detail::GemmFn bf16_detail::active_gemm() {
 #ifdef MICROCNN_X86
 #ifdef MICROCNN_AVX512_BF16
   if (kernel_isa() == Isa::avx512 && cpu_has_avx512_bf16()) return bf16_detail::gemm_avx512_bf16;
@@ -44,9 +48,7 @@ bf16_detail::GemmFn active_gemm() {
   return bf16_detail::gemm_generic;
 }
 
-int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
-
-}  // namespace
+using bf16_detail::active_gemm;
 
 const char* bf16_kernel_name() {
   const bf16_detail::GemmFn fn = active_gemm();

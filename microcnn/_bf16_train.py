@@ -1,0 +1,135 @@
+"""bf16 training: the plan's steps for a model compiled with precision="bf16".
+
+Every product of a training step's GEMMs takes bf16 operands, rounded to nearest even from float32 (what
+vcvtne2ps2bf16 does before vdpbf16ps), and is summed in float32:
+
+- Conv2D: forward (x, kernel), backward-data (dy, kernel), backward-weights (x, dy): `conv2d_forward_bf16`,
+  `conv2d_backward_bf16` (cpp/src/bf16_train.cpp);
+- Dense: forward (x, kernel) and backward-data (dz, kernel) on the packed bf16 kernel (`dense_forward_bf16`),
+  backward-weights (x, dz) on the bf16-rounded factors through the float32 kernels: a product of two bf16
+  values is exact in float32, so this is the same product vdpbf16ps forms, and a large kernel keeps its gradient
+  factored for Adam's one-pass update as in float32.
+
+The float32 weights stay the master copy and Adam's moments stay float32: each step rounds the weights afresh.
+Bias gradients and everything that is not a GEMM (activations, pooling, loss, optimizer) stay float32.
+On CPUs with AVX512_BF16 the bf16 GEMM kernel is vdpbf16ps; elsewhere the bf16 operands are widened to float32
+and multiplied with FMAs, which gives the same products (only the order of the float32 sums differs), slower
+than plain float32. Steps that record nothing (predict, evaluate, validation) run the bf16 inference paths of
+the float32 steps they wrap (_inference.py).
+"""
+
+from . import _core
+from ._outer_gradient import OuterGradient
+from .layers.conv import Conv2D
+from .layers.core import Dense
+
+
+def training_step(step, factored=False):
+    """The bf16 training version of a plan step, or the step itself when it has no GEMM."""
+    first = step.layers[0]
+    if isinstance(first, Conv2D):
+        return ConvReluPoolStep(step) if len(step.layers) == 2 else ConvStep(step)
+    if isinstance(first, Dense):
+        return DenseStep(step, factored)
+    return step
+
+
+class _Bf16Step:
+    """Wraps a float32 plan step: records in bf16, delegates what records nothing to the wrapped step."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.layers = inner.layers
+        self._cache = None
+
+    def forward(self, x, training, logits=False, record=None, precision="f32"):
+        if not (training if record is None else record):
+            self._cache = None
+            return self.inner.forward(x, training, logits=logits, record=record, precision=precision)
+        return self._record(x, training, logits)
+
+    def clear(self):
+        self._cache = None
+        self.inner.clear()
+
+
+def _conv_args(conv):
+    return conv.strides[0], conv.strides[1], conv.padding
+
+
+class ConvStep(_Bf16Step):
+    """A Conv2D on its own."""
+
+    def _record(self, x, training, logits):
+        conv = self.layers[0]
+        logits = logits and conv.ends_in_softmax
+        z = _core.conv2d_forward_bf16(x, conv._weights["kernel"], conv._weights.get("bias"), *_conv_args(conv),
+                                      relu=conv.activation == "relu")
+        y = conv._activate(z, logits)
+        self._cache = (x, y, logits)
+        return y
+
+    def backward(self, dy, need_dx):
+        (x, y, logits), self._cache = self._cache, None
+        conv = self.layers[0]
+        dz = conv._activation_backward(dy, y, logits)
+        dx, dw, db = _core.conv2d_backward_bf16(dz, x, conv._weights["kernel"], *_conv_args(conv), need_dx=need_dx,
+                                                need_db=conv.use_bias)
+        return dx, {conv: {"kernel": dw, "bias": db} if conv.use_bias else {"kernel": dw}}
+
+
+class ConvReluPoolStep(_Bf16Step):
+    """Conv2D(relu) + MaxPooling2D(2): the bf16 convolution, then the float32 pooling kernel (the full-resolution
+    activation is written once, unlike the float32 fused kernel)."""
+
+    def _record(self, x, training, logits):
+        conv = self.layers[0]
+        z = _core.conv2d_forward_bf16(x, conv._weights["kernel"], conv._weights.get("bias"), *_conv_args(conv),
+                                      relu=True)
+        y, argmax = _core.maxpool2d_forward(z, 2, 2, 2, 2, "valid")
+        self._cache = (x, y, argmax, z.shape)
+        return y
+
+    def backward(self, dy, need_dx):
+        (x, y, argmax, z_shape), self._cache = self._cache, None
+        conv = self.layers[0]
+        dz = _core.maxpool2d_backward(_core.relu_backward(dy, y), argmax, z_shape)
+        dx, dw, db = _core.conv2d_backward_bf16(dz, x, conv._weights["kernel"], *_conv_args(conv), need_dx=need_dx,
+                                                need_db=conv.use_bias)
+        return dx, {conv: {"kernel": dw, "bias": db} if conv.use_bias else {"kernel": dw}}
+
+
+class DenseStep(_Bf16Step):
+    """A Dense layer; `factored`: leave a large kernel's gradient as an OuterGradient of bf16-rounded factors."""
+
+    def __init__(self, inner, factored=False):
+        super().__init__(inner)
+        self.factored = factored
+
+    def _record(self, x, training, logits):
+        dense = self.layers[0]
+        logits = logits and dense.ends_in_softmax
+        x = _core.round_bf16(x)
+        z = _core.dense_forward_bf16(x, _core.pack_bf16(dense._weights["kernel"]), dense._weights.get("bias"),
+                                     dense.units, relu=dense.activation == "relu")
+        y = dense._activate(z, logits)
+        self._cache = (x, y, logits)
+        return y
+
+    def backward(self, dy, need_dx):
+        (x, y, logits), self._cache = self._cache, None
+        dense = self.layers[0]
+        kernel = dense._weights["kernel"]
+        dz = dense._activation_backward(dy, y, logits)
+        dz_bf16 = _core.round_bf16(dz)
+        dx = None
+        if need_dx:
+            dx = _core.dense_forward_bf16(dz_bf16, _core.pack_bf16_transposed(kernel), None, kernel.shape[0])
+        if self.factored:
+            dw = OuterGradient(x, dz_bf16, kernel)
+        else:
+            _, dw, _ = _core.dense_backward(dz_bf16, x, kernel, need_dx=False, need_db=False)
+        grads = {"kernel": dw}
+        if dense.use_bias:
+            grads["bias"] = _core.dense_backward(dz, x, kernel, need_dx=False, need_db=True, need_dw=False)[2]
+        return dx, {dense: grads}
