@@ -6,16 +6,17 @@ vcvtne2ps2bf16 does before vdpbf16ps), and is summed in float32:
 - Conv2D: forward (x, kernel), backward-data (dy, kernel), backward-weights (x, dy): `conv2d_forward_bf16`,
   `conv2d_backward_bf16` (cpp/src/bf16_train.cpp);
 - Dense: forward (x, kernel) and backward-data (dz, kernel) on the packed bf16 kernel (`dense_forward_bf16`),
-  backward-weights (x, dz) on the bf16-rounded factors through the float32 kernels: a product of two bf16
-  values is exact in float32, so this is the same product vdpbf16ps forms, and a large kernel keeps its gradient
-  factored for Adam's one-pass update as in float32.
+  backward-weights (x, dz) on the bf16-rounded factors through the float32 kernels (the same products), so a
+  large kernel keeps its gradient factored for Adam's one-pass update as in float32.
 
+A product of two bf16 values is exact in float32, so every CPU computes the same products; only the order of
+the float32 sums differs. With AVX512_BF16 the packed bf16 GEMM runs on vdpbf16ps. On AVX2 without it, the
+float32 kernels run on bf16-rounded float32 copies of the operands (a bf16 GEMM there would only widen to
+float32 and run the same FMAs); the portable build (MICROCNN_ISA=generic) runs the packed bf16 GEMM in C++.
 The float32 weights stay the master copy and Adam's moments stay float32: each step rounds the weights afresh.
-Bias gradients and everything that is not a GEMM (activations, pooling, loss, optimizer) stay float32.
-On CPUs with AVX512_BF16 the bf16 GEMM kernel is vdpbf16ps; elsewhere the bf16 operands are widened to float32
-and multiplied with FMAs, which gives the same products (only the order of the float32 sums differs), slower
-than plain float32. Steps that record nothing (predict, evaluate, validation) run the bf16 inference paths of
-the float32 steps they wrap (_inference.py).
+Bias gradients and everything that is not a GEMM (activations, pooling, loss, optimizer) stay float32. Steps
+that record nothing (predict, evaluate, validation) run the bf16 inference paths of the float32 steps they
+wrap (_inference.py).
 """
 
 from . import _core
@@ -110,20 +111,27 @@ class DenseStep(_Bf16Step):
         dense = self.layers[0]
         logits = logits and dense.ends_in_softmax
         x = _core.round_bf16(x)
-        z = _core.dense_forward_bf16(x, _core.pack_bf16(dense._weights["kernel"]), dense._weights.get("bias"),
-                                     dense.units, relu=dense.activation == "relu")
+        kernel, bias, relu = dense._weights["kernel"], dense._weights.get("bias"), dense.activation == "relu"
+        if _core.bf16_kernel() == "avx2/fma":  # widening CPU: the float32 kernel on a bf16-rounded copy
+            rounded = _core.round_bf16(kernel)
+            z = _core.dense_forward(x, rounded, bias, relu=relu)
+        else:
+            rounded = None
+            z = _core.dense_forward_bf16(x, _core.pack_bf16(kernel), bias, dense.units, relu=relu)
         y = dense._activate(z, logits)
-        self._cache = (x, y, logits)
+        self._cache = (x, y, logits, rounded)
         return y
 
     def backward(self, dy, need_dx):
-        (x, y, logits), self._cache = self._cache, None
+        (x, y, logits, rounded), self._cache = self._cache, None
         dense = self.layers[0]
         kernel = dense._weights["kernel"]
         dz = dense._activation_backward(dy, y, logits)
         dz_bf16 = _core.round_bf16(dz)
         dx = None
-        if need_dx:
+        if need_dx and rounded is not None:
+            dx = _core.dense_backward(dz_bf16, x, rounded, need_dx=True, need_db=False, need_dw=False)[0]
+        elif need_dx:
             dx = _core.dense_forward_bf16(dz_bf16, _core.pack_bf16_transposed(kernel), None, kernel.shape[0])
         if self.factored:
             dw = OuterGradient(x, dz_bf16, kernel)

@@ -86,6 +86,22 @@ int max_threads() {
 #endif
 }
 
+// True where the bf16 GEMM would only widen bf16 to float32 (AVX2): there the float32 kernels run on
+// bf16-rounded copies of the operands instead, the same products at float32 speed (plus the rounding pass).
+bool widening_cpu() {
+#ifdef MICROCNN_X86
+  return bf16_detail::active_gemm() == bf16_detail::gemm_avx2;
+#else
+  return false;
+#endif
+}
+
+std::vector<float> rounded_copy(const float* x, int64_t n) {
+  std::vector<float> y(static_cast<size_t>(n));
+  round_to_bf16(y.data(), x, n);
+  return y;
+}
+
 }  // namespace
 
 void round_to_bf16(float* y, const float* x, int64_t n) {
@@ -109,6 +125,11 @@ void pack_bf16_weights_transposed(uint16_t* packed, const float* w, int64_t K, i
 }
 
 void conv2d_forward_bf16(float* y, const float* x, const float* w, const float* b, const ConvShape& s, bool relu) {
+  if (widening_cpu()) {
+    const std::vector<float> xr = rounded_copy(x, s.N * s.H * s.W * s.C), wr = rounded_copy(w, s.R * s.S * s.C * s.K);
+    conv2d_forward(y, xr.data(), wr.data(), b, s, relu);
+    return;
+  }
   const int64_t taps = s.R * s.S * s.C, pixels = s.N * s.P * s.Q, blocks = ceil_div(pixels, kRows);
   std::vector<uint16_t> packed(static_cast<size_t>(bf16_packed_size(taps, s.K)));
   pack_bf16_weights(packed.data(), w, taps, s.K);  // w (R,S,C,K) is the (R*S*C, K) B operand
@@ -206,8 +227,20 @@ void backward_weights(float* dw, float* db, const float* dy, const float* x, con
 
 void conv2d_backward_bf16(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                           const ConvShape& s) {
-  if (dx) backward_data(dx, dy, w, s);
-  backward_weights(dw, db, dy, x, s);
+  if (!widening_cpu()) {
+    if (dx) backward_data(dx, dy, w, s);
+    backward_weights(dw, db, dy, x, s);
+    return;
+  }
+  const int64_t pixels = s.N * s.P * s.Q;
+  const std::vector<float> dyr = rounded_copy(dy, pixels * s.K), xr = rounded_copy(x, s.N * s.H * s.W * s.C),
+                           wr = rounded_copy(w, s.R * s.S * s.C * s.K);
+  conv2d_backward(dx, dw, nullptr, dyr.data(), xr.data(), wr.data(), s);
+  if (db) {  // the bias gradient sums dy as given, as on the packed path
+    std::fill(db, db + s.K, 0.0f);
+    for (int64_t i = 0; i < pixels; ++i)
+      for (int64_t k = 0; k < s.K; ++k) db[k] += dy[i * s.K + k];
+  }
 }
 
 }  // namespace microcnn

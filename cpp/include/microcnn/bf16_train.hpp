@@ -1,8 +1,10 @@
 // bfloat16 training (opt-in precision "bf16"): every operand of a convolution's GEMMs (forward, backward-data,
 // backward-weights) is rounded to bf16 (nearest even, as vcvtne2ps2bf16 rounds) and the products are summed in
 // float32. A product of two bf16 values is exact in float32, so the AVX512_BF16 kernel (vdpbf16ps) and the
-// AVX2/generic kernels (bf16 widened to float32, FMA) compute the same products; only the order of the float32
-// sums differs. The float32 weights stay the master copy: each call rounds them afresh.
+// generic kernel (bf16 widened to float32) compute the same products; only the order of the float32 sums
+// differs. On AVX2 without AVX512_BF16 the float32 convolution kernels run on bf16-rounded copies of the
+// operands (the same products again, at float32 speed). The float32 weights stay the master copy: each call
+// rounds them afresh.
 // Legend as conv.hpp: x (N,H,W,C), w (R,S,C,K), y (N,P,Q,K).
 #pragma once
 #include <cstdint>
