@@ -19,10 +19,18 @@ that record nothing (predict, evaluate, validation) run the bf16 inference paths
 wrap (_inference.py).
 """
 
+import numpy as np
+
 from . import _core
 from ._outer_gradient import OuterGradient
 from .layers.conv import Conv2D
 from .layers.core import Dense
+
+
+def _widening():
+    """True where the bf16 GEMM would only widen bf16 to float32 (AVX2 without AVX512_BF16): the float32 kernels
+    run on bf16-rounded copies there, the same products."""
+    return _core.bf16_kernel() == "avx2/fma"
 
 
 def training_step(step, factored=False):
@@ -80,13 +88,19 @@ class ConvStep(_Bf16Step):
 
 
 class ConvReluPoolStep(_Bf16Step):
-    """Conv2D(relu) + MaxPooling2D(2): the bf16 convolution, then the float32 pooling kernel (the full-resolution
-    activation is written once, unlike the float32 fused kernel)."""
+    """Conv2D(relu) + MaxPooling2D(2). Widening CPUs: the float32 fused kernels on bf16-rounded x, kernel and dy
+    (the full-resolution activation never reaches memory, as in float32). Elsewhere: the bf16 convolution, then
+    the float32 pooling kernel."""
 
     def _record(self, x, training, logits):
         conv = self.layers[0]
-        z = _core.conv2d_forward_bf16(x, conv._weights["kernel"], conv._weights.get("bias"), *_conv_args(conv),
-                                      relu=True)
+        kernel, bias = conv._weights["kernel"], conv._weights.get("bias")
+        if _widening():
+            x = _core.round_bf16(x)
+            y, argmax = _core.conv2d_relu_maxpool_forward(x, _core.round_bf16(kernel), bias, *_conv_args(conv))
+            self._cache = (x, y, argmax, conv.compute_output_shape(x.shape))
+            return y
+        z = _core.conv2d_forward_bf16(x, kernel, bias, *_conv_args(conv), relu=True)
         y, argmax = _core.maxpool2d_forward(z, 2, 2, 2, 2, "valid")
         self._cache = (x, y, argmax, z.shape)
         return y
@@ -94,8 +108,16 @@ class ConvReluPoolStep(_Bf16Step):
     def backward(self, dy, need_dx):
         (x, y, argmax, z_shape), self._cache = self._cache, None
         conv = self.layers[0]
+        kernel = conv._weights["kernel"]
+        if not need_dx and _widening():  # the first step: weight gradients straight from the pooled gradient
+            dw, _ = _core.conv2d_relu_maxpool_backward(_core.round_bf16(dy), argmax, y, x, kernel, *_conv_args(conv),
+                                                       need_db=False)
+            grads = {"kernel": dw}
+            if conv.use_bias:  # the bias gradient sums dy as given, as conv2d_backward_bf16's does
+                grads["bias"] = _core.relu_backward(dy, y).sum(axis=(0, 1, 2), dtype=np.float32)
+            return None, {conv: grads}
         dz = _core.maxpool2d_backward(_core.relu_backward(dy, y), argmax, z_shape)
-        dx, dw, db = _core.conv2d_backward_bf16(dz, x, conv._weights["kernel"], *_conv_args(conv), need_dx=need_dx,
+        dx, dw, db = _core.conv2d_backward_bf16(dz, x, kernel, *_conv_args(conv), need_dx=need_dx,
                                                 need_db=conv.use_bias)
         return dx, {conv: {"kernel": dw, "bias": db} if conv.use_bias else {"kernel": dw}}
 
@@ -112,7 +134,7 @@ class DenseStep(_Bf16Step):
         logits = logits and dense.ends_in_softmax
         x = _core.round_bf16(x)
         kernel, bias, relu = dense._weights["kernel"], dense._weights.get("bias"), dense.activation == "relu"
-        if _core.bf16_kernel() == "avx2/fma":  # widening CPU: the float32 kernel on a bf16-rounded copy
+        if _widening():  # the float32 kernel on a bf16-rounded copy
             rounded = _core.round_bf16(kernel)
             z = _core.dense_forward(x, rounded, bias, relu=relu)
         else:

@@ -144,3 +144,24 @@ def test_cli_rejects_unknown_precision(tmp_path, capsys):
     assert train_main([str(tmp_path), "--precision", "fp8"]) == 2
     err = capsys.readouterr().err
     assert "--precision" in err and "fp8" in err
+
+
+def test_every_kernel_isa_computes_the_same_step():
+    """AVX2 runs the float32 kernels on bf16-rounded copies, the portable build (and AVX512_BF16) the packed bf16
+    GEMM: the same products, summed in another order. An activation can round to the neighbouring bf16 value
+    when the sums differ in their last bit, so not bit for bit: measured ~1e-7 relative, allowed 1e-4."""
+    x, y = blobs(n=24)
+    before = microcnn._core.kernel_isa()
+    results = {}
+    try:
+        for isa in microcnn._core.available_kernel_isas():
+            microcnn._core.set_kernel_isa(isa)
+            results[isa] = _compiled("bf16")._gradients(x, y)
+    finally:
+        microcnn._core.set_kernel_isa(before)
+    (loss, grads), *others = results.values()
+    assert len(results) >= 2
+    for other_loss, other in others:
+        assert other_loss == pytest.approx(loss, rel=1e-4)
+        for a, b in zip(grads.values(), other.values()):
+            assert np.linalg.norm(a - b) <= 1e-4 * np.linalg.norm(a)

@@ -228,7 +228,7 @@ def _main(argv):
     schedule = "" if settings["schedule"] == "constant" else f" ({settings['schedule']} schedule)"
     print(f"{'Resuming' if resume else 'Training'} {settings['arch']} ({model.count_params():,} parameters) "
           f"from epoch {start + 1} to {settings['epochs']}: batch {settings['batch_size']}, Adam lr "
-          f"{settings['lr']:g}{schedule}, "
+          f"{settings['lr']:g}{schedule}, {'' if settings['precision'] == 'f32' else 'bf16 precision, '}"
           f"{'no augmentation' if augmenter is None else augmenter.describe()}, "
           f"seed {settings['seed']}, {threads} thread{'s' if threads != 1 else ''}{ranks}", flush=True)
     if class_weight is not None:
