@@ -165,3 +165,35 @@ def test_every_kernel_isa_computes_the_same_step():
         assert other_loss == pytest.approx(loss, rel=1e-4)
         for a, b in zip(grads.values(), other.values()):
             assert np.linalg.norm(a - b) <= 1e-4 * np.linalg.norm(a)
+
+
+def _seed_bf16(shape=(36, 36, 3)):
+    """The seed preset whose Dense kernel (5184 x 256) is above the factored-gradient threshold."""
+    microcnn.set_seed(7)
+    model = microcnn.presets.build_model("seed", shape, 3)
+    model.layers[6].seed = 99  # the dropout mask seed
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", precision="bf16")
+    return model
+
+
+def test_factored_dense_update_trains_the_same_bits_in_bf16():
+    """A large Dense kernel's gradient stays factored (bf16-rounded x and dz) for Adam's one-pass update; with
+    fuse_dense_update=False (what an allreduce over processes needs) it is an array first: the same weights."""
+    rng = np.random.default_rng(2)
+    x, labels = rng.random((16, 36, 36, 3), dtype=np.float32), rng.integers(0, 3, 16)
+    fused, unfused = _seed_bf16(), _seed_bf16()
+    unfused.fuse_dense_update = False
+    assert fused._current_plan().steps[3].factored and not unfused._current_plan().steps[3].factored
+    for model in (fused, unfused):
+        model.fit(x, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for got, want in zip(fused.get_weights(), unfused.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_grad_cam_inputs_on_a_bf16_model():
+    model = _seed_bf16()
+    x = np.random.default_rng(3).random((2, 36, 36, 3), dtype=np.float32)
+    last_conv = model.layers[2]
+    maps, grads = model.execution_plan(split_after=last_conv).conv_map_and_gradient(x, 1)
+    assert maps.shape == grads.shape == (2, 18, 18, 64)
+    assert np.all(np.isfinite(grads)) and np.any(grads != 0)
