@@ -64,6 +64,8 @@ int64_t bf16_packed_size(int64_t K, int64_t M) { return ceil_div(M, kBf16PanelCo
 // w (K,M) -> packed (bf16_packed_size(K, M))
 void pack_bf16_weights(uint16_t* packed, const float* w, int64_t K, int64_t M) {
   const int64_t KP = ceil_div(K, 2), panels = ceil_div(M, kBf16PanelCols);
+  // bf16 training re-packs every step (the seed net's 87616x256 Dense kernel at 150 px): threads over panels
+#pragma omp parallel for schedule(static) if (K * M >= (1 << 20) && panels > 1)
   for (int64_t t = 0; t < panels; ++t)
     for (int64_t p = 0; p < KP; ++p) {
       uint16_t* row = packed + (t * KP + p) * 64;
