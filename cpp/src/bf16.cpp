@@ -126,27 +126,6 @@ void dense_forward_bf16(float* y, const float* x, const uint16_t* w, const float
   }
 }
 
-namespace {
-
-// im2col rows [i0, i0 + rows) of the forward convolution -> a (rows, R*S*C), zero where a tap is padding.
-void gather_rows(float* a, const conv_gemm::Im2col& g, const ConvShape& s, int64_t i0, int64_t rows) {
-  const int64_t taps = s.R * s.S * s.C;
-  for (int64_t i = 0; i < rows; ++i) {
-    const int64_t pix = i0 + i, n = pix / (s.P * s.Q), ho = pix / s.Q % s.P, wo = pix % s.Q;
-    for (int64_t r = 0; r < s.R; ++r)
-      for (int64_t sc = 0; sc < s.S; ++sc) {
-        float* dst = a + i * taps + (r * s.S + sc) * s.C;
-        const float* src = g.tap(n, ho, wo, r, sc);
-        if (src)
-          std::memcpy(dst, src, sizeof(float) * s.C);
-        else
-          std::fill(dst, dst + s.C, 0.0f);
-      }
-  }
-}
-
-}  // namespace
-
 // x (N,H,W,C), packed w (R*S*C, K), b (K) or nullptr -> y (N,P/2,Q/2,K)
 void conv2d_relu_maxpool_infer_bf16(float* y, const float* x, const uint16_t* w, const float* b,
                                     const ConvShape& s) {
@@ -166,7 +145,7 @@ void conv2d_relu_maxpool_infer_bf16(float* y, const float* x, const uint16_t* w,
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t n = blk / blocks_per_sample, p0 = blk % blocks_per_sample * per_block;
       const int64_t p1 = std::min(P2, p0 + per_block), rows = 2 * (p1 - p0) * s.Q;
-      gather_rows(a.data(), g, s, (n * s.P + 2 * p0) * s.Q, rows);
+      conv_gemm::gather_rows(a.data(), g, s, (n * s.P + 2 * p0) * s.Q, rows, [](float v) { return v; });
       gemm_fn(z.data(), K, a.data(), taps, w, rows, taps, 0, K, b, /*relu=*/true);
       for (int64_t p2 = p0; p2 < p1; ++p2) {
         const float* z0 = z.data() + 2 * (p2 - p0) * s.Q * K;

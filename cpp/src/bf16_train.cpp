@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "conv_gemm.hpp"
 #include "microcnn/bf16.hpp"
 #include "microcnn/threads.hpp"
 
@@ -41,22 +42,7 @@ inline int64_t tap(const ConvShape& s, int64_t ho, int64_t wo, int64_t r, int64_
   return (hs * s.W + ws) * s.C;
 }
 
-// Rows [i0, i0 + rows) of the bf16-rounded im2col matrix of x -> a (rows, R*S*C).
-void gather_rows(float* a, const float* x, const ConvShape& s, int64_t i0, int64_t rows) {
-  const int64_t taps = s.R * s.S * s.C;
-  for (int64_t i = 0; i < rows; ++i) {
-    const int64_t pix = i0 + i, n = pix / (s.P * s.Q), ho = pix / s.Q % s.P, wo = pix % s.Q;
-    for (int64_t r = 0; r < s.R; ++r)
-      for (int64_t sc = 0; sc < s.S; ++sc) {
-        float* dst = a + i * taps + (r * s.S + sc) * s.C;
-        const int64_t offset = tap(s, ho, wo, r, sc);
-        const float* src = x + n * s.H * s.W * s.C + offset;
-        for (int64_t c = 0; c < s.C; ++c) dst[c] = offset >= 0 ? round_one(src[c]) : 0.0f;
-      }
-  }
-}
-
-// The same rows transposed -> at (R*S*C, rows).
+// Rows [i0, i0 + rows) of the bf16-rounded im2col matrix of x, transposed -> at (R*S*C, rows).
 void gather_columns(float* at, const float* x, const ConvShape& s, int64_t i0, int64_t rows) {
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t pix = i0 + i, n = pix / (s.P * s.Q), ho = pix / s.Q % s.P, wo = pix % s.Q;
@@ -134,6 +120,7 @@ void conv2d_forward_bf16(float* y, const float* x, const float* w, const float* 
   std::vector<uint16_t> packed(static_cast<size_t>(bf16_packed_size(taps, s.K)));
   pack_bf16_weights(packed.data(), w, taps, s.K);  // w (R,S,C,K) is the (R*S*C, K) B operand
   const bf16_detail::GemmFn gemm = bf16_detail::active_gemm();
+  const conv_gemm::Im2col g = conv_gemm::forward_im2col(x, s);
   const double flops = 2.0 * pixels * taps * s.K;
 #pragma omp parallel if (flops >= 4e6 && blocks > 1)
   {
@@ -142,7 +129,7 @@ void conv2d_forward_bf16(float* y, const float* x, const float* w, const float* 
 #pragma omp for schedule(static)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t i0 = blk * kRows, rows = std::min(kRows, pixels - i0);
-      gather_rows(a.data(), x, s, i0, rows);
+      conv_gemm::gather_rows(a.data(), g, s, i0, rows, round_one);
       gemm(y + i0 * s.K, s.K, a.data(), taps, packed.data(), rows, taps, 0, s.K, b, relu);
     }
   }
