@@ -10,9 +10,11 @@ import numpy as np
 
 from . import _core
 
-# Kernels with more weights than this keep their gradient factored; smaller ones materialise it at once. The
-# kernels' own threshold: above it dense_adam_update computes the gradient block by block (cpp gemm.hpp).
-FACTORED_MIN_WEIGHTS = _core.GEMM_SPLIT_SUM_MAX_OUTPUT
+# Kernels with more weights than this keep their gradient factored (the seed net's at 28x28, 3136 x 256,
+# included); smaller ones materialise it at once. dense_adam_update computes the gradient block by block unless
+# dense_backward's GEMM would split the batch sum over threads (a long batch for a small kernel: cpp gemm.hpp),
+# where it computes it whole as dense_backward does: the same bits either way.
+FACTORED_MIN_WEIGHTS = 1 << 16
 
 
 class OuterGradient:

@@ -12,9 +12,11 @@ from microcnn._outer_gradient import FACTORED_MIN_WEIGHTS
 RNG = np.random.default_rng(11)
 rand = rand_from(RNG)
 
-# (N, K, M): above 2^20 weights the update runs block by block (192 rows; K and M not multiples of the blocks
-# or register tiles, and a batch deeper than one 256-deep GEMM slice); at or below, dw is computed whole.
-CASES = [(5, 4500, 240), (3, 4099, 257), (300, 4200, 250), (4, 30, 20), (7, 4096, 256)]
+# (N, K, M): the update runs block by block (192 rows; K and M not multiples of the blocks or register tiles,
+# and a batch deeper than one 256-deep GEMM slice), the seed net's 28x28 kernel among them; with a long batch
+# for a small kernel (the GEMM splits the batch sum over threads) dw is computed whole.
+CASES = [(5, 4500, 240), (3, 4099, 257), (300, 4200, 250), (4, 30, 20), (7, 4096, 256), (32, 3136, 256),
+         (2100, 40, 30)]
 
 
 

@@ -55,14 +55,14 @@ void dense_backward(float* dx, float* dw, float* db, const float* dy, const floa
 // x (N,K), dy (N,M) -> w (K,M), m (K,M), v (K,M) updated
 void dense_adam_update(float* w, float* m, float* v, const float* x, const float* dy, int64_t N, int64_t K,
                        int64_t M, double learning_rate, double beta_1, double beta_2, double epsilon, int64_t step) {
-  if (K * M <= kGemmSplitSumMaxOutput) {  // small: dw as dense_backward computes it (the GEMM may split the batch)
+  if (gemm_splits_sum(K, M, N)) {  // dense_backward's GEMM splits the batch sum: dw as it computes it
     std::vector<float> dw(static_cast<size_t>(K * M));
     dense_backward(nullptr, dw.data(), nullptr, dy, x, w, N, K, M);
     adam_update(w, m, v, dw.data(), K * M, learning_rate, beta_1, beta_2, epsilon, step);
     return;
   }
-  // Larger: the GEMM never splits the batch, so a serial GEMM per block of rows computes each element of dw
-  // exactly as dense_backward's does.
+  // Otherwise dense_backward's GEMM sums each element of dw in one order, and a serial GEMM per block of rows
+  // computes it exactly so.
   const AdamStep s = adam_step(learning_rate, beta_1, beta_2, epsilon, step);
   const int64_t blocks = (K + kFusedRows - 1) / kFusedRows;
 #pragma omp parallel

@@ -132,6 +132,11 @@ void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, in
 void gemm_serial(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
                  const GemmEpilogue& epilogue = {}, bool accumulate = false);
 
+// Whether gemm() splits the sum over K across threads for this shape (with the current thread count and
+// micro-kernel): only for a small C (M*N <= kGemmSplitSumMaxOutput) with a long reduction. When false, every
+// element of C is summed in one order whatever the thread count, as gemm_serial sums it.
+bool gemm_splits_sum(int64_t M, int64_t N, int64_t K);
+
 // a (M,K) @ b (K,N) -> c (M,N), all row-major and contiguous; c is overwritten.
 void sgemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K);
 

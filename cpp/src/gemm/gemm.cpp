@@ -310,6 +310,17 @@ void gemm_split_k(const Problem& p, int64_t M, int64_t N, int64_t K, int threads
 
 }  // namespace
 
+bool gemm_splits_sum(int64_t M, int64_t N, int64_t K) {
+#ifdef MICROCNN_OPENMP
+  const int threads = get_num_threads();
+  return threads > 1 && 2.0 * M * N * K >= 4e6 && M * N <= kGemmSplitSumMaxOutput && K >= 8 * std::max(M, N) &&
+         K >= int64_t{2} * gd::active_kernel().kc * threads;
+#else
+  (void)M, (void)N, (void)K;
+  return false;
+#endif
+}
+
 void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, int64_t N, int64_t K,
           const GemmEpilogue& epilogue, bool accumulate) {
   const gd::KernelInfo& ki = gd::active_kernel();
@@ -321,9 +332,7 @@ void gemm(float* c, int64_t ldc, const PanelA& a, const PanelB& b, int64_t M, in
   const double flops = 2.0 * M * N * K;
 #ifdef MICROCNN_OPENMP
   if (threads > 1 && flops >= 4e6) {
-    const bool small_c = M * N <= kGemmSplitSumMaxOutput;
-    if (small_c && K >= 8 * std::max(M, N) && K >= int64_t{2} * ki.kc * threads)
-      return gemm_split_k(p, M, N, K, threads);
+    if (gemm_splits_sum(M, N, K)) return gemm_split_k(p, M, N, K, threads);
     if (M >= N || N < int64_t{2} * ki.nr * threads) return gemm_split_m(p, M, N, K, threads);
     return gemm_split_n(p, M, N, K, threads);
   }
