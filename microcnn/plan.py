@@ -35,7 +35,7 @@ Taps, for tools that look inside the network:
 
 import numpy as np
 
-from . import _core, _inference
+from . import _core, _infer_path, _inference
 from ._outer_gradient import FACTORED_MIN_WEIGHTS
 from .layers.conv import Conv2D, MaxPooling2D
 from .layers.core import Dense
@@ -139,6 +139,7 @@ class Plan:
         self.steps = list(steps)
         self.softmax_loss = softmax_loss
         self.precision = "f32"  # "bf16": inference (nothing recorded) on bf16 weights, see _inference.py
+        self._lean = _infer_path.InferencePath(self.steps)  # whole float32 inference passes: kept buffers
 
     def __repr__(self):
         names = ["+".join(layer.name for layer in step.layers) for step in self.steps]
@@ -154,6 +155,10 @@ class Plan:
     def forward(self, x, training, logits=False, start=0, stop=None, record=None):
         """Run steps[start:stop]; `logits` stops the last step of the plan before its softmax; `record` (default:
         `training`) keeps what backward needs."""
+        if not training and not record and start == 0 and stop is None and self.precision == "f32":
+            y = self._lean.run(x, logits)
+            if y is not None:
+                return y
         stop = len(self.steps) if stop is None else stop
         for i in range(start, stop):
             x = self.steps[i].forward(x, training, logits=logits and i == len(self.steps) - 1, record=record,
@@ -163,6 +168,7 @@ class Plan:
     def backward(self, dy, start=0, stop=None, need_dx=False):
         """Backpropagate through steps[start:stop] (after a recorded forward) -> (dx or None, {layer: {weight
         name: gradient}}). Steps after `start` always pass a gradient on; step `start` only with `need_dx`."""
+        _infer_path.weights_written()  # an update follows: packed inference copies of weights are re-made
         stop = len(self.steps) if stop is None else stop
         grads = {}
         for i in range(stop - 1, start - 1, -1):

@@ -86,4 +86,24 @@ void StridedB::pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) 
   }
 }
 
+int64_t packed_panels_size(int64_t K, int64_t N, int nr) { return (N + nr - 1) / nr * K * nr; }
+
+void pack_panels_b(float* dst, const float* w, int64_t K, int64_t N, int nr) {
+  const StridedB src(w, N, 1);
+  for (int64_t j0 = 0; j0 < N; j0 += nr)
+    src.pack(dst + j0 / nr * K * nr, 0, static_cast<int>(K), j0, static_cast<int>(std::min<int64_t>(nr, N - j0)), nr);
+}
+
+void PackedB::pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const {
+  // Another panel width than stored (not the driver's path, which takes prepacked()): element by element.
+  for (int t = 0; t * nr < nb; ++t)
+    for (int k = 0; k < kb; ++k)
+      for (int j = 0; j < nr; ++j) {
+        const int64_t col = j0 + static_cast<int64_t>(t) * nr + j;
+        const bool inside = t * nr + j < nb;
+        dst[(static_cast<int64_t>(t) * kb + k) * nr + j] =
+            inside ? d_[col / nr_ * k_ * nr_ + (p0 + k) * nr_ + col % nr_] : 0.0f;
+      }
+}
+
 }  // namespace microcnn
