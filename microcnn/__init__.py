@@ -24,7 +24,8 @@ from ._seeding import set_seed
 from ._version import __version__
 from .augment import ImageAugmenter
 from .augment_presets import Augmentation
-from .data import BatchIterator, FolderDataset, preprocess_for_prediction
+from .batch_iterator import BatchIterator
+from .data import FolderDataset, preprocess_for_prediction
 from .folders import image_dataset_from_directory
 from .keras_import import load_keras_model
 from .model import Sequential, load_model

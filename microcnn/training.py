@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 
-from . import _seeding
+from . import _progress, _seeding
 from . import distributed as _distributed
 from ._batches import make_source
 from ._validation import positive_int, shown
@@ -218,10 +218,8 @@ class TrainingMixin:
             self._epoch_totals = totals
         bar = None
         if verbose == 1:
-            from tqdm.auto import tqdm
-
             total = len(source) if getattr(source, "has_len", True) else None
-            bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+            bar = _progress.bar(total, desc, disable=False)
         try:
             for step, (xb, yb, swb) in enumerate(source.batches(rng, shard=True)):
                 if yb is None:
@@ -239,7 +237,7 @@ class TrainingMixin:
                         break
         finally:
             if bar is not None:
-                bar.close()
+                _progress.close(bar)
         source.end_epoch()
         world = _distributed.world()
         if world is not None and not training:
@@ -342,10 +340,8 @@ class TrainingMixin:
         source = make_source(x, None, None, _batch_size(batch_size), "x", steps)
         bar = None
         if verbose == 1:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(source) if getattr(source, "has_len", True) else None, desc="Predict",
-                       unit="batch")
+            bar = _progress.bar(len(source) if getattr(source, "has_len", True) else None, "Predict",
+                                leave=True, disable=False)
         outputs = []
         try:
             for xb, _, _ in source.batches(None):

@@ -100,9 +100,12 @@ def test_keras3_functional_chain(tmp_path):
                       "keras3")
 
 
-def keras3_with(tmp_path, edit):
-    """A copy of the Keras 3 fixture whose config.json went through `edit(layers)`."""
-    path = tmp_path / "edited.keras"
+def keras3_with(tmp_path, edit, edit_weights=None, name="edited.keras"):
+    """A copy of the Keras 3 fixture whose config.json went through `edit(layers)` and, when given, whose
+    weights file went through `edit_weights(h5py.File)` (opened read-write in memory)."""
+    import io
+
+    path = tmp_path / name
     with zipfile.ZipFile(FIXTURES / "keras3.keras") as src, zipfile.ZipFile(path, "w") as dst:
         for info in src.infolist():
             data = src.read(info)
@@ -110,6 +113,11 @@ def keras3_with(tmp_path, edit):
                 config = json.loads(data)
                 edit(config["config"]["layers"])
                 data = json.dumps(config).encode()
+            elif info.filename == "model.weights.h5" and edit_weights is not None:
+                buffer = io.BytesIO(data)
+                with h5py.File(buffer, "r+") as f:
+                    edit_weights(f)
+                data = buffer.getvalue()
             dst.writestr(info, data)
     return path
 
@@ -269,25 +277,17 @@ def test_batchnorm_preset_weights_round_trip(keras3, tmp_path):
 def test_binary_sigmoid_output_becomes_two_class_softmax(tmp_path):
     """Keras binary classifiers end in Dense(1, sigmoid): imported as Dense(2, softmax) with logits (0, z),
     whose second probability is sigmoid(z) exactly."""
-    import io
+    kept = {}
 
-    path = tmp_path / "binary.keras"
-    with zipfile.ZipFile(FIXTURES / "keras3.keras") as src, zipfile.ZipFile(path, "w") as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename == "config.json":
-                config = json.loads(data)
-                config["config"]["layers"][-1]["config"].update(units=1, activation="sigmoid")
-                data = json.dumps(config).encode()
-            elif info.filename == "model.weights.h5":
-                buffer = io.BytesIO(data)
-                with h5py.File(buffer, "r+") as f:
-                    group = f["layers/dense_1/vars"]
-                    kernel, bias = group["0"][:, :1], group["1"][:1]
-                    del group["0"], group["1"]
-                    group["0"], group["1"] = kernel, bias
-                data = buffer.getvalue()
-            dst.writestr(info, data)
+    def one_unit(f):
+        group = f["layers/dense_1/vars"]
+        kept["kernel"], kept["bias"] = group["0"][:, :1], group["1"][:1]
+        del group["0"], group["1"]
+        group["0"], group["1"] = kept["kernel"], kept["bias"]
+
+    path = keras3_with(tmp_path, lambda layers: layers[-1]["config"].update(units=1, activation="sigmoid"),
+                       one_unit, "binary.keras")
+    kernel, bias = kept["kernel"], kept["bias"]
     model = load_keras_model(path)
     assert model.output_shape == (None, 2) and model.layers[-1].activation == "softmax"
     features = load_keras_model(FIXTURES / "keras3.keras")
@@ -300,27 +300,18 @@ def test_binary_sigmoid_output_becomes_two_class_softmax(tmp_path):
 
 def test_global_pooling_model_at_another_image_size(tmp_path):
     """A model without Flatten takes any image size: --image-size / input_shape rebuilds it at that size."""
-    import io
 
-    path = tmp_path / "gap.keras"
-    with zipfile.ZipFile(FIXTURES / "keras3.keras") as src, zipfile.ZipFile(path, "w") as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename == "config.json":
-                config = json.loads(data)
-                flatten = config["config"]["layers"][5]
-                assert flatten["class_name"] == "Flatten"
-                flatten.update(class_name="GlobalAveragePooling2D")
-                data = json.dumps(config).encode()
-            elif info.filename == "model.weights.h5":
-                buffer = io.BytesIO(data)
-                with h5py.File(buffer, "r+") as f:
-                    kernel = f["layers/dense/vars/0"][:64]
-                    del f["layers/dense/vars/0"], f["layers/flatten"]
-                    f["layers/dense/vars/0"] = kernel
-                    f.create_group("layers/global_average_pooling2d/vars")
-                data = buffer.getvalue()
-            dst.writestr(info, data)
+    def gap(layers):
+        assert layers[5]["class_name"] == "Flatten"
+        layers[5].update(class_name="GlobalAveragePooling2D")
+
+    def first_channels(f):
+        kernel = f["layers/dense/vars/0"][:64]
+        del f["layers/dense/vars/0"], f["layers/flatten"]
+        f["layers/dense/vars/0"] = kernel
+        f.create_group("layers/global_average_pooling2d/vars")
+
+    path = keras3_with(tmp_path, gap, first_channels, "gap.keras")
     small = load_keras_model(path)
     large = load_keras_model(path, input_shape=(40, 24))
     assert small.input_shape == (None, 16, 16, 3) and large.input_shape == (None, 40, 24, 3)

@@ -142,20 +142,22 @@ void bind_core_elementwise(py::module_& m) {
   m.def("softmax_cross_entropy", &cross_entropy, py::arg("logits"), py::arg("labels"),
         py::arg("sample_weight") = py::none(),
         "logits (N,M); labels int32 (N,) or float32 (N,M); sample_weight (N,) or None -> (loss, probs, dlogits).");
-  m.def(
-      "dropout_forward",
-      [](py::handle x, double rate, py::handle seed, py::handle step, py::handle offset) {
-        return dropout(&microcnn::dropout_forward, "x", x, rate, seed, step, offset);
-      },
-      py::arg("x"), py::arg("rate"), py::arg("seed"), py::arg("step"), py::arg("offset") = 0,
-      "Inverted dropout with a counter-based mask of (seed, step, offset + index); 0 <= rate < 1.");
-  m.def(
-      "dropout_backward",
-      [](py::handle dy, double rate, py::handle seed, py::handle step, py::handle offset) {
-        return dropout(&microcnn::dropout_backward, "dy", dy, rate, seed, step, offset);
-      },
-      py::arg("dy"), py::arg("rate"), py::arg("seed"), py::arg("step"), py::arg("offset") = 0,
-      "The forward mask (recomputed from seed, step) applied to dy.");
+  struct DropoutBinding {
+    const char *name, *input, *doc;
+    DropoutFn kernel;
+  };
+  for (const DropoutBinding& d :
+       {DropoutBinding{"dropout_forward", "x",
+                       "Inverted dropout with a counter-based mask of (seed, step, offset + index); 0 <= rate < 1.",
+                       &microcnn::dropout_forward},
+        DropoutBinding{"dropout_backward", "dy", "The forward mask (recomputed from seed, step) applied to dy.",
+                       &microcnn::dropout_backward}})
+    m.def(
+        d.name,
+        [d](py::handle x, double rate, py::handle seed, py::handle step, py::handle offset) {
+          return dropout(d.kernel, d.input, x, rate, seed, step, offset);
+        },
+        py::arg(d.input), py::arg("rate"), py::arg("seed"), py::arg("step"), py::arg("offset") = 0, d.doc);
 }
 
 }  // namespace microcnn::bind

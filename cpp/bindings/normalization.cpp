@@ -43,6 +43,27 @@ void check_epsilon(double epsilon) {
 
 std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
 
+// What batchnorm_forward_infer and batchnorm_backward both take: x (..., C) with gamma and a (mean, var) pair
+// of (C,) vectors, and epsilon; checked, named as the Python arguments.
+struct NormalizeArgs {
+  py::array_t<float> x;
+  int64_t M, C;
+  py::array_t<float> gamma, mean, var;
+  float epsilon;
+};
+
+NormalizeArgs normalize_args(const py::handle& x_obj, const py::handle& gamma_obj, const py::handle& mean_obj,
+                             const char* mean_name, const py::handle& var_obj, const char* var_name,
+                             double epsilon) {
+  auto x = f32(x_obj, "x", -1);
+  const auto [M, C] = rows_channels(x, "x");
+  auto gamma = channel_vector(gamma_obj, "gamma", C);
+  auto mean = channel_vector(mean_obj, mean_name, C);
+  auto var = channel_vector(var_obj, var_name, C);
+  check_epsilon(epsilon);
+  return {x, M, C, gamma, mean, var, static_cast<float>(epsilon)};
+}
+
 // x_shape: a sequence of 4 positive ints (N, H, W, C) whose product is addressable.
 std::vector<py::ssize_t> nhwc_shape(const py::handle& obj) {
   if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj))
@@ -97,19 +118,16 @@ void bind_normalization(py::module_& m) {
       "batchnorm_forward_infer",
       [](py::handle x_obj, py::handle gamma_obj, py::handle beta_obj, py::handle mean_obj, py::handle var_obj,
          double epsilon) {
-        auto x = f32(x_obj, "x", -1);
-        const auto [M, C] = rows_channels(x, "x");
-        auto gamma = channel_vector(gamma_obj, "gamma", C);
-        auto beta = channel_vector(beta_obj, "beta", C);
-        auto mean = channel_vector(mean_obj, "moving_mean", C);
-        auto var = channel_vector(var_obj, "moving_var", C);
-        check_epsilon(epsilon);
-        auto y = empty_f32(shape_of(x));
+        const NormalizeArgs a =
+            normalize_args(x_obj, gamma_obj, mean_obj, "moving_mean", var_obj, "moving_var", epsilon);
+        auto beta = channel_vector(beta_obj, "beta", a.C);
+        auto y = empty_f32(shape_of(a.x));
         float* py_ = y.mutable_data();
-        const float *px = x.data(), *pg = gamma.data(), *pb = beta.data(), *pm = mean.data(), *pv = var.data();
+        const float *px = a.x.data(), *pg = a.gamma.data(), *pb = beta.data(), *pm = a.mean.data();
+        const float* pv = a.var.data();
         {
           py::gil_scoped_release release;
-          batchnorm_forward_infer(py_, px, pg, pb, pm, pv, M, C, static_cast<float>(epsilon));
+          batchnorm_forward_infer(py_, px, pg, pb, pm, pv, a.M, a.C, a.epsilon);
         }
         return y;
       },
@@ -120,21 +138,18 @@ void bind_normalization(py::module_& m) {
       "batchnorm_backward",
       [](py::handle dy_obj, py::handle x_obj, py::handle gamma_obj, py::handle mean_obj, py::handle var_obj,
          double epsilon) {
-        auto x = f32(x_obj, "x", -1);
-        const auto [M, C] = rows_channels(x, "x");
-        auto dy = same_shape(dy_obj, "dy", x);
-        auto gamma = channel_vector(gamma_obj, "gamma", C);
-        auto mean = channel_vector(mean_obj, "batch_mean", C);
-        auto var = channel_vector(var_obj, "batch_var", C);
-        check_epsilon(epsilon);
-        auto dx = empty_f32(shape_of(x));
-        auto dgamma = empty_f32({C});
-        auto dbeta = empty_f32({C});
+        const NormalizeArgs a =
+            normalize_args(x_obj, gamma_obj, mean_obj, "batch_mean", var_obj, "batch_var", epsilon);
+        auto dy = same_shape(dy_obj, "dy", a.x);
+        auto dx = empty_f32(shape_of(a.x));
+        auto dgamma = empty_f32({a.C});
+        auto dbeta = empty_f32({a.C});
         float *pdx = dx.mutable_data(), *pdg = dgamma.mutable_data(), *pdb = dbeta.mutable_data();
-        const float *pdy = dy.data(), *px = x.data(), *pg = gamma.data(), *pm = mean.data(), *pv = var.data();
+        const float *pdy = dy.data(), *px = a.x.data(), *pg = a.gamma.data(), *pm = a.mean.data();
+        const float* pv = a.var.data();
         {
           py::gil_scoped_release release;
-          batchnorm_backward(pdx, pdg, pdb, pdy, px, pg, pm, pv, M, C, static_cast<float>(epsilon));
+          batchnorm_backward(pdx, pdg, pdb, pdy, px, pg, pm, pv, a.M, a.C, a.epsilon);
         }
         return py::make_tuple(dx, dgamma, dbeta);
       },

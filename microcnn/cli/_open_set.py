@@ -5,7 +5,8 @@ import itertools
 import sys
 import time
 
-from ..data import BatchIterator, scan
+from ..batch_iterator import BatchIterator
+from ..data import scan
 from ..input_check import training_profile
 
 

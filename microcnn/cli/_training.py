@@ -2,11 +2,11 @@
 random state a checkpoint must carry."""
 
 import math
-import sys
 import time
 
 import numpy as np
 
+from .. import _progress as progress
 from ..callbacks import Callback
 
 
@@ -76,10 +76,7 @@ def _finite_or_none(v):
 
 
 def _bar(total, desc):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=None,
-                file=sys.stderr)
+    return progress.bar(total, desc)
 
 
 def _clock(seconds):
@@ -146,9 +143,8 @@ class Tracker(Callback):
         self.close()
 
     def close(self):
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        progress.close(self._bar)
+        self._bar = None
 
     def on_epoch_end(self, epoch, logs=None):
         self.close()

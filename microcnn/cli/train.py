@@ -238,7 +238,7 @@ def _main(argv):
         tracker.close()
         if not distributed.is_root():  # every rank stopped after the same step; rank 0 saves
             return EXIT_INTERRUPTED
-        print("\nInterrupted: saving a checkpoint ...", file=sys.stderr, flush=True)
+        print("Interrupted: saving a checkpoint ...", file=sys.stderr, flush=True)
         with defer_keyboard_interrupt():  # a second Ctrl-C waits for the saves
             _save_checkpoint(model, out, metadata, _resume.capture(model, train, tracker, extra_callbacks))
             _finish(model, ds, tracker, out, metadata, validation, args.plot_format, split_text)
