@@ -205,6 +205,10 @@ def conv2d_relu_maxpool_infer(
     """The y of conv2d_relu_maxpool_forward without its argmax (inference) -> (N,P//2,Q//2,K); written into
     out when given (float32, that shape, not overlapping x)."""
 
+def channel_stats(maps: F32) -> F32:
+    """maps (N, ..., C) -> (N, 2C): per sample and channel the mean over the other axes, then the standard
+    deviation (sums in double)."""
+
 def dense_packed_nr() -> int:
     """The micro-panel width pack_dense packs for (that of the micro-kernel in use)."""
 

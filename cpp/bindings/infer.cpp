@@ -103,6 +103,21 @@ py::array_t<float> dense_infer(const py::handle& x_obj, const py::handle& w_obj,
   return y;
 }
 
+py::array_t<float> channel_stats_of(const py::handle& maps_obj) {
+  auto maps = f32(maps_obj, "maps", -1);
+  if (maps.ndim() < 2) value_error("maps: expected (N, ..., C) feature maps, got shape " + shape_str(maps));
+  expect_nonempty(maps, "maps");
+  const int64_t N = maps.shape(0), C = maps.shape(maps.ndim() - 1), P = maps.size() / (N * C);
+  auto out = empty_f32({N, 2 * C});
+  float* op = out.mutable_data();
+  const float* mp = maps.data();
+  {
+    py::gil_scoped_release release;
+    channel_stats(op, mp, N, P, C);
+  }
+  return out;
+}
+
 py::array_t<uint16_t> packed_bf16(const py::handle& obj, int64_t K, int64_t M) {
   auto w = checked<uint16_t>(obj, "w", 1);
   if (w.shape(0) != bf16_packed_size(K, M))
@@ -177,6 +192,9 @@ void bind_infer(py::module_& m) {
         py::arg("stride_h") = 1, py::arg("stride_w") = 1, py::arg("padding") = "valid", py::arg("out") = py::none(),
         "x (N,H,W,C), w (R,S,C,K), b (K,) or None -> y (N,P//2,Q//2,K): the y of conv2d_relu_maxpool_forward "
         "without its argmax (inference); written into out when given (float32, that shape, not overlapping x).");
+  m.def("channel_stats", &channel_stats_of, py::arg("maps"),
+        "maps (N, ..., C) float32 -> (N, 2C): per sample and channel the mean over the other axes, then the "
+        "standard deviation (sums in double).");
   m.def("dense_packed_nr", &dense_packed_nr,
         "The micro-panel width pack_dense packs for: that of the micro-kernel in use.");
   m.def("pack_dense", &pack_dense, py::arg("w"),

@@ -24,4 +24,8 @@ void dense_pack_weights(float* dst, const float* w, int64_t K, int64_t M);
 void dense_forward_packed(float* y, const float* x, const float* w, const float* w_packed, int nr, const float* b,
                           int64_t N, int64_t K, int64_t M, bool relu);
 
+// maps (N, P, C) (P pixels of C channels per sample) -> out (N, 2C): per sample and channel the mean over the
+// pixels, then the standard deviation sqrt(max(E[x^2] - mean^2, 0)); sums in double.
+void channel_stats(float* out, const float* maps, int64_t N, int64_t P, int64_t C);
+
 }  // namespace microcnn
