@@ -11,8 +11,8 @@ freed with the plan (a new plan is made when the model is built or compiled agai
 
 - a fused Conv2D(relu) + MaxPooling2D(2) step: `conv2d_relu_maxpool_infer(..., out=buffer)`;
 - a Dense layer (activation relu, softmax or linear): `dense_forward_infer(..., out=buffer)`. With more than
-  4 rows it reads a copy of the weights packed once into the GEMM's micro-panels (`DenseWeights`; the values
-  are dense_forward's bit for bit);
+  4 rows, once its weights have been the same for a few calls, it reads a copy of them packed into the GEMM's
+  micro-panels (`DenseWeights`; the values are dense_forward's bit for bit);
 - Flatten is a reshape, Dropout and InputLayer are the identity; any other step runs its own `forward`.
 
 A second thread calling the same model while a call runs takes the ordinary (allocating) path rather than
@@ -20,6 +20,7 @@ wait or share the buffers. bf16 precision keeps the ordinary path (_inference.py
 """
 
 import threading
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -28,33 +29,46 @@ from . import _core
 
 MAX_SHAPES = 3
 _SAMPLES = 1024  # weights compared per call to notice that a Dense layer's weights changed
-_writes = [0]  # weight writes through the library (set_weights, training steps): packed copies are re-made
+_STABLE_CALLS = 3  # calls on unchanged weights before a Dense layer's weights are packed
+_copies = weakref.WeakSet()  # every DenseWeights, to drop their packed copies when weights are written
 
 
 def weights_written():
-    """Called where the library writes weights in place (Layer.set_weights, a training step's backward)."""
-    _writes[0] += 1
+    """Called where the library writes weights in place (Layer.set_weights, a training step's backward): the
+    packed copies are dropped (memory back while training) and made again once the weights are stable."""
+    for copy in list(_copies):
+        copy.drop()
 
 
 class DenseWeights:
-    """A Dense kernel packed once for the GEMM (`_core.pack_dense`), re-made when the float32 kernel may have
-    changed: after any weight write through the library (`weights_written`), or when its address, shape or a
-    strided sample of 1024 of its values differ from the last call's (an in-place write by the caller)."""
+    """A Dense kernel packed for the GEMM (`_core.pack_dense`), made on the `_STABLE_CALLS`-th call that finds
+    the kernel unchanged (a training run's validation passes, a few batches after each epoch, do not pay for
+    packing). Unchanged means: no weight write through the library since (`weights_written`) and the same
+    address, shape and strided sample of 1024 values (an in-place write by the caller)."""
 
     def __init__(self):
         self._key = None
         self._packed = None
+        self._calls = 0
+        _copies.add(self)
+
+    def drop(self):
+        self._key = self._packed = None
+        self._calls = 0
 
     def get(self, kernel):
+        """-> (packed copy, nr), or (None, 0): use the kernel itself for now."""
         flat = kernel.reshape(-1)
         nr = _core.dense_packed_nr()
-        key = (_writes[0], flat.__array_interface__["data"][0], kernel.shape, nr,
+        key = (flat.__array_interface__["data"][0], kernel.shape, nr,
                flat[:: max(1, flat.size // _SAMPLES)].tobytes())
         if key != self._key:
-            self._packed = None  # the old copy goes before the new one is made
-            self._packed = _core.pack_dense(kernel)
+            self.drop()
             self._key = key
-        return self._packed, nr
+        self._calls += 1
+        if self._packed is None and self._calls >= _STABLE_CALLS:
+            self._packed = _core.pack_dense(kernel)
+        return (self._packed, nr) if self._packed is not None else (None, 0)
 
 
 class _Conv:
@@ -75,13 +89,13 @@ class _Conv:
 class _Dense:
     """A Dense layer (relu, softmax or linear) into its kept buffer; `logits`: stop before a final softmax."""
 
-    def __init__(self, layer, logits, fresh):
+    def __init__(self, layer, logits, fresh, weights):
         from .layers._activations import softmax
 
         self.layer, self.softmax = layer, softmax if layer.activation == "softmax" and not logits else None
         self.fresh = fresh and self.softmax is None  # a softmax returns a new array anyway
         self.relu = layer.activation == "relu"
-        self.weights, self.buf = DenseWeights(), None
+        self.weights, self.buf = weights, None  # weights: the layer's DenseWeights, shared by all shapes
 
     def __call__(self, x):
         w = self.layer._weights
@@ -103,7 +117,7 @@ class _Step:
         return self.step.forward(x, False, logits=self.logits)
 
 
-def _ops(steps, logits):
+def _ops(steps, logits, dense_weights):
     from .layers.core import Dense, Dropout, Flatten, InputLayer
 
     ops, last = [], len(steps) - 1
@@ -118,7 +132,8 @@ def _ops(steps, logits):
         elif isinstance(layer, Flatten):
             ops.append(lambda x: x.reshape(len(x), -1))
         elif isinstance(layer, Dense) and layer.activation in ("relu", "softmax", "linear"):
-            ops.append(_Dense(layer, step_logits and layer.ends_in_softmax, fresh=i == final))
+            weights = dense_weights.setdefault(id(layer), DenseWeights())
+            ops.append(_Dense(layer, step_logits and layer.ends_in_softmax, i == final, weights))
         else:
             ops.append(_Step(step, step_logits))
     return ops
@@ -131,6 +146,7 @@ class InferencePath:
         self._steps = steps
         self._lock = threading.Lock()
         self._shapes = OrderedDict()
+        self._dense_weights = {}  # id(Dense layer) -> DenseWeights, one per layer whatever the shape
 
     def run(self, x, logits):
         """The plan's output for x (a new array), or None when another thread is running this path."""
@@ -140,7 +156,7 @@ class InferencePath:
             key = (x.shape, bool(logits))
             ops = self._shapes.get(key)
             if ops is None:
-                ops = self._shapes[key] = _ops(self._steps, bool(logits))
+                ops = self._shapes[key] = _ops(self._steps, bool(logits), self._dense_weights)
                 while len(self._shapes) > MAX_SHAPES:
                     self._shapes.popitem(last=False)
             else:

@@ -89,9 +89,18 @@ void StridedB::pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) 
 int64_t packed_panels_size(int64_t K, int64_t N, int nr) { return (N + nr - 1) / nr * K * nr; }
 
 void pack_panels_b(float* dst, const float* w, int64_t K, int64_t N, int nr) {
-  const StridedB src(w, N, 1);
-  for (int64_t j0 = 0; j0 < N; j0 += nr)
-    src.pack(dst + j0 / nr * K * nr, 0, static_cast<int>(K), j0, static_cast<int>(std::min<int64_t>(nr, N - j0)), nr);
+  // Row by row (w read as one sequential stream, each row scattered into the panels), rows split over threads.
+  const int64_t panels = (N + nr - 1) / nr;
+#pragma omp parallel for schedule(static) if (K * N >= (int64_t{1} << 20))
+  for (int64_t k = 0; k < K; ++k) {
+    const float* src = w + k * N;
+    for (int64_t t = 0; t < panels; ++t) {
+      float* d = dst + (t * K + k) * nr;
+      const int64_t j0 = t * nr, cols = std::min<int64_t>(nr, N - j0);
+      for (int64_t j = 0; j < cols; ++j) d[j] = src[j0 + j];
+      for (int64_t j = cols; j < nr; ++j) d[j] = 0.0f;
+    }
+  }
 }
 
 void PackedB::pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const {
