@@ -22,7 +22,7 @@ constexpr int64_t kBlockRows = 256;
 // The last-level cache's size. A weight matrix that fits is streamed by one thread: read from that cache, one
 // core's stream is about as fast as two, and a second thread costs its wake-up (16384 x 256 floats, 16.8 MB,
 // with a 32 MB L3: 0.93-1.55 ms on one thread, 1.23-1.68 ms on two, interleaved, shared machine). A larger one
-// comes from memory, where two streams are faster (87616 x 256: 11.6 -> 7.1 ms).
+// comes from memory, where two streams are faster (87616 x 256: 11.6-13.4 ms on one, 7.1-12.4 ms on two).
 double cache_bytes() {
 #ifdef _SC_LEVEL3_CACHE_SIZE
   static const double bytes = [] {
