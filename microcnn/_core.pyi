@@ -237,3 +237,21 @@ def conv2d_relu_maxpool_infer_bf16(
 ) -> F32:
     """x (N,H,W,C), w = pack_bf16(kernel.reshape(R*S*C, filters)) -> (N,P//2,Q//2,filters); bf16 activations
     too on AVX512_BF16."""
+
+# --- bf16 training (bf16_train.hpp) ---------------------------------------------------------------------------
+def round_bf16(x: F32) -> F32:
+    """x (any shape) -> a new array: each value rounded to the nearest bf16 (ties to even), as float32."""
+
+def pack_bf16_transposed(w: F32) -> U16:
+    """w (K,M) -> pack_bf16(w.T) without the transposed copy."""
+
+def conv2d_forward_bf16(
+    x: F32, w: F32, b: F32 | None, stride_h: int = 1, stride_w: int = 1, padding: str = "valid", relu: bool = False
+) -> F32:
+    """conv2d_forward with x and w rounded to bf16, float32 sums -> (N,P,Q,K)."""
+
+def conv2d_backward_bf16(
+    dy: F32, x: F32, w: F32, stride_h: int = 1, stride_w: int = 1, padding: str = "valid", need_dx: bool = True,
+    need_db: bool = True
+) -> tuple[F32 | None, F32, F32 | None]:
+    """conv2d_backward with dy, x and w rounded to bf16 in every product (db sums dy as given)."""

@@ -117,7 +117,7 @@ class _Step:
         return self.step.forward(x, False, logits=self.logits)
 
 
-def _ops(steps, logits, dense_weights):
+def _ops(steps, logits, dense_weights, conv_step, layer_step):
     from .layers.core import Dense, Dropout, Flatten, InputLayer
 
     ops, last = [], len(steps) - 1
@@ -125,8 +125,10 @@ def _ops(steps, logits, dense_weights):
     final = producing[-1] if producing else -1  # the step whose output is returned: always a new array
     for i, step in enumerate(steps):
         layer, step_logits = step.layers[-1], logits and i == last
-        if len(step.layers) == 2:  # ConvReluPoolStep
+        if type(step) is conv_step:
             ops.append(_Conv(step.conv, fresh=i == final))
+        elif type(step) is not layer_step:
+            ops.append(_Step(step, step_logits))
         elif isinstance(layer, (Dropout, InputLayer)):
             continue  # the identity in inference
         elif isinstance(layer, Flatten):
@@ -142,8 +144,11 @@ def _ops(steps, logits, dense_weights):
 class InferencePath:
     """A plan's lean inference, per input shape; see the module docstring."""
 
-    def __init__(self, steps):
+    def __init__(self, steps, conv_step, layer_step):
+        """steps: the plan's; conv_step, layer_step: plan.ConvReluPoolStep and plan.LayerStep (the step kinds
+        this path runs itself; any other runs its own forward)."""
         self._steps = steps
+        self._kinds = (conv_step, layer_step)
         self._lock = threading.Lock()
         self._shapes = OrderedDict()
         self._dense_weights = {}  # id(Dense layer) -> DenseWeights, one per layer whatever the shape
@@ -156,7 +161,7 @@ class InferencePath:
             key = (x.shape, bool(logits))
             ops = self._shapes.get(key)
             if ops is None:
-                ops = self._shapes[key] = _ops(self._steps, bool(logits), self._dense_weights)
+                ops = self._shapes[key] = _ops(self._steps, bool(logits), self._dense_weights, *self._kinds)
                 while len(self._shapes) > MAX_SHAPES:
                     self._shapes.popitem(last=False)
             else:

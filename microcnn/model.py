@@ -29,7 +29,7 @@ class Sequential(TrainingMixin, OpenSetMixin):
         self.loss = None
         self._metric_names = []
         self.compiled = False
-        self.precision = "f32"  # or "bf16" (compile(precision=...)): the kernels predict and evaluate use
+        self.precision = "f32"  # or "bf16" (compile(precision=...)): training, predict and evaluate in bf16
         self.stop_training = False
         self.history = None
         self.metadata = {}
@@ -204,7 +204,7 @@ class Sequential(TrainingMixin, OpenSetMixin):
 
     # --- compile ---------------------------------------------------------------------------------------
     def compile(self, optimizer="adam", loss=None, metrics=None, precision="f32"):
-        """precision "bf16": predict/evaluate on bf16 weights (see _inference.py); training stays float32."""
+        """precision "bf16": bf16 GEMM operands in training (_bf16_train.py) and inference (_inference.py)."""
         self.precision = _inference.check_precision(precision)
         if loss is None:
             raise ValueError("loss: expected 'categorical_crossentropy' or 'sparse_categorical_crossentropy', "
@@ -233,13 +233,13 @@ class Sequential(TrainingMixin, OpenSetMixin):
         `model.execution_plan(split_after=last_conv).conv_map_and_gradient(x, class_index)`."""
         self._require_built("execution_plan")
         return build_plan(self._layers, self.loss if self.compiled else None, self.output_shape, fuse=fuse,
-                          fuse_dense_update=self._fuse_dense_update, split_after=split_after)
+                          fuse_dense_update=self._fuse_dense_update, split_after=split_after,
+                          precision=self.precision)
 
     def _current_plan(self):
         """The plan training and inference run, made once after each build/compile."""
-        if self._plan is None:
+        if self._plan is None or self._plan.precision != self.precision:
             self._plan = self.execution_plan()
-        self._plan.precision = self.precision
         return self._plan
 
     @property
@@ -251,7 +251,7 @@ class Sequential(TrainingMixin, OpenSetMixin):
         if not self.compiled:
             return None
         return {"optimizer": _optimizers.serialize(self.optimizer), "loss": _losses.serialize(self.loss),
-                "metrics": list(self._metric_names)}
+                "metrics": list(self._metric_names), "precision": self.precision}
 
     # --- config and files ------------------------------------------------------------------------------
     def get_config(self):
@@ -383,7 +383,8 @@ def _load_model_once(dirpath, compile):
     if compile and compile_config is not None:
         try:
             model.compile(optimizer=_optimizers.deserialize(compile_config.get("optimizer")),
-                          loss=compile_config.get("loss"), metrics=compile_config.get("metrics"))
+                          loss=compile_config.get("loss"), metrics=compile_config.get("metrics"),
+                          precision=compile_config.get("precision", "f32"))
         except (ValueError, TypeError) as exc:
             modelfile.fail(saved.config_path, f"bad compile config: {exc}")
         state = saved.optimizer_state()

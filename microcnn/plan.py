@@ -35,7 +35,7 @@ Taps, for tools that look inside the network:
 
 import numpy as np
 
-from . import _core, _infer_path, _inference
+from . import _bf16_train, _core, _infer_path, _inference
 from ._outer_gradient import FACTORED_MIN_WEIGHTS
 from .layers.conv import Conv2D, MaxPooling2D
 from .layers.core import Dense
@@ -54,6 +54,7 @@ class LayerStep:
     def __init__(self, layer, factored=False):
         self.layer = layer
         self.layers = (layer,)
+        self.factored = factored
         self._backward_options = {"factored": True} if factored else {}
 
     def forward(self, x, training, logits=False, record=None, precision="f32"):
@@ -112,9 +113,11 @@ class ConvReluPoolStep:
         self._cache = None
 
 
-def build_plan(layers, loss=None, output_shape=None, fuse=True, fuse_dense_update=True, split_after=None):
+def build_plan(layers, loss=None, output_shape=None, fuse=True, fuse_dense_update=True, split_after=None,
+               precision="f32"):
     """-> Plan for `layers` (built). `loss` (a compiled Loss) and `output_shape` decide `softmax_loss`;
-    fuse=False runs every layer on its own; `split_after`: a layer whose output must stay a step boundary."""
+    fuse=False runs every layer on its own; `split_after`: a layer whose output must stay a step boundary;
+    precision "bf16": conv and dense steps train on bf16 operands (_bf16_train.py)."""
     layers = list(layers)
     steps, i = [], 0
     while i < len(layers):
@@ -127,9 +130,13 @@ def build_plan(layers, loss=None, output_shape=None, fuse=True, fuse_dense_updat
                     and layer._weights["kernel"].size > FACTORED_MIN_WEIGHTS)
         steps.append(LayerStep(layer, factored=factored))
         i += 1
+    if precision == "bf16":
+        steps = [_bf16_train.training_step(step, getattr(step, "factored", False)) for step in steps]
     softmax_loss = (loss is not None and not loss.from_logits and bool(layers) and layers[-1].ends_in_softmax
                     and output_shape is not None and len(output_shape) == 2)
-    return Plan(steps, softmax_loss)
+    plan = Plan(steps, softmax_loss)
+    plan.precision = precision
+    return plan
 
 
 class Plan:
@@ -138,8 +145,8 @@ class Plan:
     def __init__(self, steps, softmax_loss=False):
         self.steps = list(steps)
         self.softmax_loss = softmax_loss
-        self.precision = "f32"  # "bf16": inference (nothing recorded) on bf16 weights, see _inference.py
-        self._lean = _infer_path.InferencePath(self.steps)  # whole float32 inference passes: kept buffers
+        self.precision = "f32"  # "bf16": inference on bf16 weights (_inference.py); built so: bf16 training
+        self._lean = _infer_path.InferencePath(self.steps, ConvReluPoolStep, LayerStep)  # float32 inference
 
     def __repr__(self):
         names = ["+".join(layer.name for layer in step.layers) for step in self.steps]

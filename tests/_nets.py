@@ -56,3 +56,18 @@ def blobs(n=96, shape=(8, 8, 2), classes=3, seed=0):
 
 def one_hot(y, classes):
     return np.eye(classes, dtype=np.float32)[y]
+
+
+def fit_fused_and_unfused_dense_update(make_model, input_shape, batch=16):
+    """Two models from make_model(), one with the fused Dense+Adam update and one without (what an allreduce over
+    processes needs), each fitted one epoch on the same batches; -> (fused, unfused) after checking that their
+    weights are the same bits."""
+    rng = np.random.default_rng(2)
+    x, labels = rng.random((batch, *input_shape), dtype=np.float32), rng.integers(0, 3, batch)
+    fused, unfused = make_model(), make_model()
+    unfused.fuse_dense_update = False
+    for model in (fused, unfused):
+        model.fit(x, labels, batch_size=batch // 2, epochs=1, shuffle=False, verbose=0)
+    for got, want in zip(fused.get_weights(), unfused.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    return fused, unfused

@@ -3,7 +3,7 @@ the plan stands for, the unfused dense update, and the taps (features, Grad-CAM'
 
 import numpy as np
 import pytest
-from _nets import tiny_network
+from _nets import fit_fused_and_unfused_dense_update, tiny_network
 
 import microcnn
 from microcnn import _core, layers
@@ -76,14 +76,7 @@ def test_seed_preset_plan_steps():
 
 
 def test_unfused_dense_update_trains_the_same_bits():
-    rng = np.random.default_rng(2)
-    x, labels = rng.random((16, *SHAPE), dtype=np.float32), rng.integers(0, 3, 16)
-    fused, unfused = _seed_model(), _seed_model()
-    unfused.fuse_dense_update = False
-    for model in (fused, unfused):
-        model.fit(x, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
-    for got, want in zip(fused.get_weights(), unfused.get_weights()):
-        np.testing.assert_array_equal(got, want)
+    fit_fused_and_unfused_dense_update(_seed_model, SHAPE)
 
 
 def test_features_are_the_input_of_the_last_dense():

@@ -6,14 +6,12 @@
 
 #include "common.hpp"
 #include "core_checks.hpp"
+#include "shared.hpp"
 #include "microcnn/conv.hpp"
 
 namespace microcnn::bind {
 
 namespace {
-
-using ConvForwardFn = void (*)(float*, const float*, const float*, const float*, const ConvShape&, bool);
-using ConvBackwardFn = void (*)(float*, float*, float*, const float*, const float*, const float*, const ConvShape&);
 
 // The checked inputs of a forward convolution: x, w and their geometry, and the optional bias b (K).
 struct ConvForwardArgs : ConvArgs {
@@ -24,6 +22,8 @@ struct ConvForwardArgs : ConvArgs {
     if (b) expect_dim(*b, "b", 0, w.shape(3), "out-channels K = w.shape[3]");
   }
 };
+
+}  // namespace
 
 py::array_t<float> conv_forward(ConvForwardFn kernel, const py::handle& x_obj, const py::handle& w_obj,
                                 const py::handle& b_obj, long long stride_h, long long stride_w,
@@ -58,6 +58,8 @@ py::tuple conv_backward(ConvBackwardFn kernel, const py::handle& dy_obj, const p
   }
   return py::make_tuple(dx, dw, db);
 }
+
+namespace {
 
 void def_conv(py::module_& m, ConvForwardFn forward, ConvBackwardFn backward) {
   m.def(

@@ -8,6 +8,7 @@
 #include "microcnn/dense.hpp"
 #include "microcnn/gemm.hpp"
 #include "microcnn/infer.hpp"
+#include "shared.hpp"
 
 namespace microcnn::bind {
 
@@ -127,18 +128,6 @@ py::array_t<uint16_t> packed_bf16(const py::handle& obj, int64_t K, int64_t M) {
   return w;
 }
 
-py::array_t<uint16_t> pack_bf16(const py::handle& w_obj) {
-  auto w = f32(w_obj, "w", 2);
-  expect_nonempty(w, "w");
-  py::array_t<uint16_t> out(std::vector<py::ssize_t>{bf16_packed_size(w.shape(0), w.shape(1))});
-  uint16_t* op = out.mutable_data();
-  const float* wp = w.data();
-  {
-    py::gil_scoped_release release;
-    pack_bf16_weights(op, wp, w.shape(0), w.shape(1));
-  }
-  return out;
-}
 
 py::array_t<float> dense_bf16(const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj,
                               long long units, bool relu) {
@@ -209,7 +198,8 @@ void bind_infer(py::module_& m) {
   m.def("bf16_kernel", &bf16_kernel_name,
         "The kernel bf16 inference runs on: 'avx512_bf16' (vdpbf16ps), 'avx2/fma' (bf16 weights widened to "
         "float32) or 'generic'.");
-  m.def("pack_bf16", &pack_bf16, py::arg("w"),
+  m.def(
+      "pack_bf16", [](py::handle w) { return pack_bf16_matrix(w, false); }, py::arg("w"),
         "w (K,M) float32 -> 1-D uint16: the weights rounded to bf16 (nearest even) in the packed layout the bf16 "
         "kernels read.");
   m.def("dense_forward_bf16", &dense_bf16, py::arg("x"), py::arg("w"), py::arg("b").none(true), py::arg("units"),

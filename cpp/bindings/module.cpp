@@ -12,6 +12,7 @@ void bind_gemm(py::module_& m);        // gemm.cpp: packed SGEMM and CPU dispatc
 void bind_augment(py::module_& m);     // augment.cpp: batched affine warp for data augmentation
 void bind_normalization(py::module_& m);  // normalization.cpp: batch norm, global average pooling
 void bind_infer(py::module_& m);          // infer.cpp: inference-only fused kernels
+void bind_bf16_train(py::module_& m);     // bf16_train.cpp: bf16 training kernels
 }  // namespace microcnn::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -28,4 +29,5 @@ PYBIND11_MODULE(_core, m) {
   bind_augment(m);
   bind_normalization(m);
   bind_infer(m);
+  bind_bf16_train(m);
 }

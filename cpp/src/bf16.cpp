@@ -34,7 +34,11 @@ bool cpu_has_avx512_bf16() {
 #endif
 }
 
-bf16_detail::GemmFn active_gemm() {
+int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+}  // namespace
+
+bf16_detail::GemmFn bf16_detail::active_gemm() {
 #ifdef MICROCNN_X86
 #ifdef MICROCNN_AVX512_BF16
   if (kernel_isa() == Isa::avx512 && cpu_has_avx512_bf16()) return bf16_detail::gemm_avx512_bf16;
@@ -44,9 +48,7 @@ bf16_detail::GemmFn active_gemm() {
   return bf16_detail::gemm_generic;
 }
 
-int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
-
-}  // namespace
+using bf16_detail::active_gemm;
 
 const char* bf16_kernel_name() {
   const bf16_detail::GemmFn fn = active_gemm();
@@ -62,6 +64,8 @@ int64_t bf16_packed_size(int64_t K, int64_t M) { return ceil_div(M, kBf16PanelCo
 // w (K,M) -> packed (bf16_packed_size(K, M))
 void pack_bf16_weights(uint16_t* packed, const float* w, int64_t K, int64_t M) {
   const int64_t KP = ceil_div(K, 2), panels = ceil_div(M, kBf16PanelCols);
+  // bf16 training re-packs every step (the seed net's 87616x256 Dense kernel at 150 px): threads over panels
+#pragma omp parallel for schedule(static) if (K * M >= (1 << 20) && panels > 1)
   for (int64_t t = 0; t < panels; ++t)
     for (int64_t p = 0; p < KP; ++p) {
       uint16_t* row = packed + (t * KP + p) * 64;
@@ -122,27 +126,6 @@ void dense_forward_bf16(float* y, const float* x, const uint16_t* w, const float
   }
 }
 
-namespace {
-
-// im2col rows [i0, i0 + rows) of the forward convolution -> a (rows, R*S*C), zero where a tap is padding.
-void gather_rows(float* a, const conv_gemm::Im2col& g, const ConvShape& s, int64_t i0, int64_t rows) {
-  const int64_t taps = s.R * s.S * s.C;
-  for (int64_t i = 0; i < rows; ++i) {
-    const int64_t pix = i0 + i, n = pix / (s.P * s.Q), ho = pix / s.Q % s.P, wo = pix % s.Q;
-    for (int64_t r = 0; r < s.R; ++r)
-      for (int64_t sc = 0; sc < s.S; ++sc) {
-        float* dst = a + i * taps + (r * s.S + sc) * s.C;
-        const float* src = g.tap(n, ho, wo, r, sc);
-        if (src)
-          std::memcpy(dst, src, sizeof(float) * s.C);
-        else
-          std::fill(dst, dst + s.C, 0.0f);
-      }
-  }
-}
-
-}  // namespace
-
 // x (N,H,W,C), packed w (R*S*C, K), b (K) or nullptr -> y (N,P/2,Q/2,K)
 void conv2d_relu_maxpool_infer_bf16(float* y, const float* x, const uint16_t* w, const float* b,
                                     const ConvShape& s) {
@@ -162,7 +145,7 @@ void conv2d_relu_maxpool_infer_bf16(float* y, const float* x, const uint16_t* w,
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t n = blk / blocks_per_sample, p0 = blk % blocks_per_sample * per_block;
       const int64_t p1 = std::min(P2, p0 + per_block), rows = 2 * (p1 - p0) * s.Q;
-      gather_rows(a.data(), g, s, (n * s.P + 2 * p0) * s.Q, rows);
+      conv_gemm::gather_rows(a.data(), g, s, (n * s.P + 2 * p0) * s.Q, rows, [](float v) { return v; });
       gemm_fn(z.data(), K, a.data(), taps, w, rows, taps, 0, K, b, /*relu=*/true);
       for (int64_t p2 = p0; p2 < p1; ++p2) {
         const float* z0 = z.data() + 2 * (p2 - p0) * s.Q * K;

@@ -44,6 +44,22 @@ struct Im2col {
 Im2col forward_im2col(const float* x, const ConvShape& s);
 Im2col backward_data_im2col(const float* dy, const ConvShape& s);
 
+// Rows [i0, i0 + rows) of the forward im2col matrix g -> a (rows, R*S*C), each value through op, zero where a tap
+// is padding (the bf16 kernels' A blocks: op copies for inference, rounds to bf16 for training).
+template <class Op>
+void gather_rows(float* a, const Im2col& g, const ConvShape& s, int64_t i0, int64_t rows, Op op) {
+  const int64_t taps = s.R * s.S * s.C;
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t pix = i0 + i, n = pix / (s.P * s.Q), ho = pix / s.Q % s.P, wo = pix % s.Q;
+    for (int64_t r = 0; r < s.R; ++r)
+      for (int64_t sc = 0; sc < s.S; ++sc) {
+        float* dst = a + i * taps + (r * s.S + sc) * s.C;
+        const float* src = g.tap(n, ho, wo, r, sc);
+        for (int64_t c = 0; c < s.C; ++c) dst[c] = src ? op(src[c]) : 0.0f;
+      }
+  }
+}
+
 // A = the im2col matrix (rows = output pixels, columns = R*S*Cs).
 class Im2colA final : public PanelA {
  public:

@@ -10,14 +10,14 @@ from .. import _progress as progress
 from ..callbacks import Callback
 
 
-def build_compiled_model(arch, input_shape, num_classes, learning_rate):
+def build_compiled_model(arch, input_shape, num_classes, learning_rate, precision="f32"):
     from ..optimizers import Adam
     from ..presets import build_model
 
     model = build_model(arch, input_shape=input_shape, num_classes=num_classes)
     # Integer labels: sparse categorical cross-entropy (the same loss as Keras's categorical one on one-hot).
     model.compile(optimizer=Adam(learning_rate=learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+                  metrics=["accuracy"], precision=precision)
     return model
 
 

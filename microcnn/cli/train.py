@@ -99,6 +99,9 @@ def build_parser():
                    help="hold out fraction F per class when DATASET has no validation/ folder")
     p.add_argument("--arch", choices=sorted(available_presets()), default="seed",
                    help="network architecture (default seed)")
+    p.add_argument("--precision", choices=("f32", "bf16"), default="f32",
+                   help="f32 (default), or bf16: conv and dense products on bf16-rounded operands with float32 "
+                        "sums and float32 master weights (a CPU with AVX512_BF16 runs them natively)")
     p.add_argument("--schedule", choices=SCHEDULES, default="constant",
                    help="learning rate: constant; cosine decay to 0 over the run; or plateau: halve it when "
                         "val_loss has not improved for 2 epochs (default constant)")
@@ -188,7 +191,7 @@ def _main(argv):
     validation = ds.batches("validation", settings["batch_size"]) if len(ds.x_val) else None
     if resume is None:
         model = build_compiled_model(settings["arch"], ds.input_shape, ds.num_classes,
-                                     learning_rate_for(settings, len(train)))
+                                     learning_rate_for(settings, len(train)), settings["precision"])
         tracker = Tracker(len(train), settings["epochs"], validation is not None)
     else:
         model = microcnn.load_model(out / CHECKPOINT)
@@ -225,7 +228,7 @@ def _main(argv):
     schedule = "" if settings["schedule"] == "constant" else f" ({settings['schedule']} schedule)"
     print(f"{'Resuming' if resume else 'Training'} {settings['arch']} ({model.count_params():,} parameters) "
           f"from epoch {start + 1} to {settings['epochs']}: batch {settings['batch_size']}, Adam lr "
-          f"{settings['lr']:g}{schedule}, "
+          f"{settings['lr']:g}{schedule}, {'' if settings['precision'] == 'f32' else 'bf16 precision, '}"
           f"{'no augmentation' if augmenter is None else augmenter.describe()}, "
           f"seed {settings['seed']}, {threads} thread{'s' if threads != 1 else ''}{ranks}", flush=True)
     if class_weight is not None:
@@ -291,7 +294,8 @@ _SETTING_KEYS = ("epochs", "batch_size", "image_size", "lr", "color", "seed", "n
                  "arch")
 # Added later: a checkpoint written before them resumes with these values.
 _LATER_SETTINGS = {"schedule": "constant", "patience": None, "class_weight": "none", "accept": 0.95,
-                   "ood_method": DEFAULT_METHOD, "augment": None, "channel_select": None, "z_projection": None}
+                   "ood_method": DEFAULT_METHOD, "augment": None, "channel_select": None, "z_projection": None,
+                   "precision": "f32"}
 
 
 def _settings(args, resume):
@@ -310,7 +314,7 @@ def _settings(args, resume):
             "augment": augment, "channel_select": args.channels, "z_projection": args.z_projection,
             "validation_split": args.validation_split, "arch": args.arch, "schedule": args.schedule,
             "patience": args.patience, "class_weight": args.class_weight, "accept": args.accept,
-            "ood_method": args.ood_method}
+            "ood_method": args.ood_method, "precision": args.precision}
 
 
 def _is_ours(folder):

@@ -44,6 +44,9 @@ namespace bf16_detail {
 // in the calling thread; j0 a multiple of kBf16PanelCols. One per ISA.
 using GemmFn = void (*)(float* c, int64_t ldc, const float* a, int64_t lda, const uint16_t* w, int64_t N,
                         int64_t K, int64_t j0, int64_t j1, const float* b, bool relu);
+// The kernel for this CPU (and MICROCNN_ISA / set_kernel_isa): avx512_bf16 rounds the rows of a to bf16 itself;
+// avx2 and generic multiply a as given (the bf16 training kernels pass rows already rounded).
+GemmFn active_gemm();
 void gemm_generic(float* c, int64_t ldc, const float* a, int64_t lda, const uint16_t* w, int64_t N, int64_t K,
                   int64_t j0, int64_t j1, const float* b, bool relu);
 #ifdef MICROCNN_X86
