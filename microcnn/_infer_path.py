@@ -3,8 +3,8 @@ nothing (predict, predict_on_batch, evaluate, validation, a model call in infere
 
 For each input shape the plan's steps are turned once into a list of kernel calls, and every intermediate
 activation gets a buffer that is kept and written again by the next call of that shape: in steady state a
-call allocates nothing but the array it returns (the final Dense layer's output and, after a softmax, the
-probabilities; a few hundred bytes a sample). That array is always new, so two results a caller keeps never
+call allocates nothing but the array it returns (the probabilities after a final softmax, else the last
+layer's output; a few dozen bytes a sample). That array is always new, so two results a caller keeps never
 share memory. The buffers of the last few input shapes are kept (`MAX_SHAPES`; a predict's last, shorter batch
 is a second shape); they hold one batch's activations (34 MB for the seed net at 150x150, batch 32) and are
 freed with the plan (a new plan is made when the model is built or compiled again).
@@ -42,9 +42,10 @@ def weights_written():
 
 class DenseWeights:
     """A Dense kernel packed for the GEMM (`_core.pack_dense`), made on the `_STABLE_CALLS`-th call that finds
-    the kernel unchanged (a training run's validation passes, a few batches after each epoch, do not pay for
-    packing). Unchanged means: no weight write through the library since (`weights_written`) and the same
-    address, shape and strided sample of 1024 values (an in-place write by the caller)."""
+    the kernel unchanged (a validation pass of 1-2 batches after each training epoch does not pay for packing;
+    a longer one packs once per epoch). Unchanged means: no weight write through the library since
+    (`weights_written`) and the same address, shape and strided sample of 1024 values (an in-place write by
+    the caller)."""
 
     def __init__(self):
         self._key = None
