@@ -118,7 +118,12 @@ class _Step:
         return self.step.forward(x, False, logits=self.logits)
 
 
+def _identity(x):
+    return x
+
+
 def _ops(steps, logits, dense_weights, conv_step, layer_step):
+    """One callable per step."""
     from .layers.core import Dense, Dropout, Flatten, InputLayer
 
     ops, last = [], len(steps) - 1
@@ -131,7 +136,7 @@ def _ops(steps, logits, dense_weights, conv_step, layer_step):
         elif type(step) is not layer_step:
             ops.append(_Step(step, step_logits))
         elif isinstance(layer, (Dropout, InputLayer)):
-            continue  # the identity in inference
+            ops.append(_identity)  # in inference
         elif isinstance(layer, Flatten):
             ops.append(lambda x: x.reshape(len(x), -1))
         elif isinstance(layer, Dense) and layer.activation in ("relu", "softmax", "linear"):
@@ -154,15 +159,20 @@ class InferencePath:
         self._shapes = OrderedDict()
         self._dense_weights = {}  # id(Dense layer) -> DenseWeights, one per layer whatever the shape
 
-    def run(self, x, logits):
-        """The plan's output for x (a new array), or None when another thread is running this path."""
+    def run(self, x, logits, stop=None, tap=None):
+        """The output of steps[:stop] (all by default) for x, a new array, or None when another thread is
+        running this path. tap(y) is called with each step's output that is 4-D (a kept buffer: read it there,
+        do not keep it)."""
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            key = (x.shape, bool(logits))
+            stop = len(self._steps) if stop is None else stop
+            key = (x.shape, bool(logits), stop)
             ops = self._shapes.get(key)
             if ops is None:
-                ops = self._shapes[key] = _ops(self._steps, bool(logits), self._dense_weights, *self._kinds)
+                ops = _ops(self._steps[:stop], bool(logits) and stop == len(self._steps), self._dense_weights,
+                           *self._kinds)
+                self._shapes[key] = ops
                 while len(self._shapes) > MAX_SHAPES:
                     self._shapes.popitem(last=False)
             else:
@@ -170,6 +180,8 @@ class InferencePath:
             y = x
             for op in ops:
                 y = op(y)
+                if tap is not None and y.ndim == 4:
+                    tap(y)
             # Never a view of a kept buffer or of the input (a last step that returns its input unchanged).
             if any(np.may_share_memory(y, b) for b in [x] + [getattr(op, "buf", None) for op in ops]
                    if b is not None):

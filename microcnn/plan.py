@@ -159,17 +159,19 @@ class Plan:
                 return i
         raise ValueError(f"layer: {layer.name!r} is not part of this plan")
 
-    def forward(self, x, training, logits=False, start=0, stop=None, record=None):
+    def forward(self, x, training, logits=False, start=0, stop=None, record=None, tap=None):
         """Run steps[start:stop]; `logits` stops the last step of the plan before its softmax; `record` (default:
-        `training`) keeps what backward needs."""
-        if not training and not record and start == 0 and stop is None and self.precision == "f32":
-            y = self._lean.run(x, logits)
+        `training`) keeps what backward needs; tap(y): called with each step's 4-D output (read it there)."""
+        if not training and not record and start == 0 and self.precision == "f32":
+            y = self._lean.run(x, logits, stop, tap)  # from the input on in inference: _infer_path.py
             if y is not None:
                 return y
         stop = len(self.steps) if stop is None else stop
         for i in range(start, stop):
             x = self.steps[i].forward(x, training, logits=logits and i == len(self.steps) - 1, record=record,
                                       precision=self.precision)
+            if tap is not None and x.ndim == 4:
+                tap(x)
         return x
 
     def backward(self, dy, start=0, stop=None, need_dx=False):

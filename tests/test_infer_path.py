@@ -175,3 +175,35 @@ def test_infer_kernels_reject_bad_out_and_packing():
     got = _core.conv2d_relu_maxpool_infer(xc, wc, None, out=out)
     np.testing.assert_array_equal(out, _core.conv2d_relu_maxpool_infer(xc, wc, None))
     assert np.shares_memory(got, out)
+
+
+def test_taps_and_prefixes_match_the_steps():
+    """The open-set detector's pass (features up to the final Dense, a channel summary of every 4-D step
+    output) through the lean path: the same arrays as the steps run one by one, unfused and identity steps
+    included."""
+    from microcnn._ood_layers import channel_stats
+
+    set_seed(2)
+    model = Sequential([
+        layers.Input((12, 12, 4)),
+        layers.Conv2D(6, 3, padding="same", activation="relu"), layers.MaxPooling2D(2), layers.Dropout(0.3),
+        layers.Conv2D(5, 2, padding="valid"), layers.MaxPooling2D(2),  # no ReLU: two steps, not fused
+        layers.Flatten(), layers.Dense(16, activation="relu"), layers.Dense(3, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    plan = model._current_plan()
+    split = plan.index(model.layers[-1])
+    x = np.random.default_rng(6).random((9, 12, 12, 4), dtype=np.float32)
+    f, want_stats = x, []
+    for step in plan.steps[:split]:
+        f = step.forward(f, False)
+        if f.ndim == 4:
+            want_stats.append(channel_stats(f))
+    assert len(want_stats) == 4
+    for _ in range(4):
+        (out, feats, _), = list(model._predict_batches(x, 16, taps=True))
+        np.testing.assert_array_equal(feats, np.concatenate([f] + want_stats, axis=1))
+        np.testing.assert_array_equal(out, steps_one_by_one(model, x))
+        got = plan.forward(x, False, stop=split)
+        np.testing.assert_array_equal(got, f)
+        assert not np.shares_memory(got, plan.forward(x, False, stop=split))
