@@ -1,5 +1,6 @@
-"""The lean float32 inference path of a plan: what `Plan.forward` runs for a whole forward pass that records
-nothing (predict, predict_on_batch, evaluate, validation, a model call in inference mode).
+"""The lean float32 inference path of a plan: what `Plan.forward` runs for a forward pass from the input on
+that records nothing (predict, predict_on_batch, evaluate, validation, a model call in inference mode, the
+open-set detector's features with a `tap` on each 4-D step output, `features`).
 
 For each input shape the plan's steps are turned once into a list of kernel calls, and every intermediate
 activation gets a buffer that is kept and written again by the next call of that shape: in steady state a
