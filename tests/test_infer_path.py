@@ -7,22 +7,21 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from _helpers import dense_operands
+from _nets import small_seed_net
 
 from microcnn import _core, layers, set_seed
 from microcnn.model import Sequential
 
 
-def net(channels=3, size=20, classes=4, head="softmax"):
-    set_seed(1)
-    model = Sequential([
-        layers.Input((size, size, channels)),
-        layers.Conv2D(8, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
-        layers.Conv2D(16, 2, padding="same", activation="relu"), layers.MaxPooling2D(2),
-        layers.Flatten(), layers.Dense(32, activation="relu"), layers.Dropout(0.5),
-        layers.Dense(classes, activation=head),
-    ])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    return model
+def traced_peak(call):
+    """The peak of NumPy's (and Python's) traced allocations during call()."""
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def steps_one_by_one(model, x, logits=False):
@@ -33,7 +32,7 @@ def steps_one_by_one(model, x, logits=False):
 
 @pytest.mark.parametrize("channels,size,batch", [(1, 28, 1), (4, 13, 5), (3, 20, 32), (3, 9, 2), (1, 11, 33)])
 def test_lean_path_is_the_steps_bit_for_bit(channels, size, batch, threads):
-    model = net(channels, size)
+    model = small_seed_net(channels, size)
     x = np.random.default_rng(batch).random((batch, size, size, channels), dtype=np.float32)
     want = steps_one_by_one(model, x)
     for _ in range(4):  # the second call runs on the kept buffers, the third on packed Dense weights
@@ -44,7 +43,7 @@ def test_lean_path_is_the_steps_bit_for_bit(channels, size, batch, threads):
 
 
 def test_buffers_are_kept_and_results_are_new_arrays():
-    model = net(size=24)
+    model = small_seed_net(size=24)
     x = np.random.default_rng(0).random((32, 24, 24, 3), dtype=np.float32)
     first = model.predict_on_batch(x)
     ops = next(iter(model._current_plan()._lean._shapes.values()))
@@ -59,29 +58,19 @@ def test_buffers_are_kept_and_results_are_new_arrays():
 def test_a_steady_state_call_allocates_only_its_result():
     """Traced (NumPy) allocations of a warm call: the returned probabilities, not the activations (32 x 12 x
     12 x 8 floats = 147 KB for the first step alone)."""
-    model = net(size=24)
+    model = small_seed_net(size=24)
     x = np.random.default_rng(0).random((32, 24, 24, 3), dtype=np.float32)
     for _ in range(4):  # buffers made, then the Dense weights packed (the third call)
         model.predict_on_batch(x)
-    tracemalloc.start()
-    try:
-        model.predict_on_batch(x)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = traced_peak(lambda: model.predict_on_batch(x))
     assert peak < 8 * 1024, peak  # 32 x 4 floats and Python's own objects
     model._current_plan()._lean._shapes.clear()  # the same call with fresh buffers allocates them all
-    tracemalloc.start()
-    try:
-        model.predict_on_batch(x)
-        _, cold = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    cold = traced_peak(lambda: model.predict_on_batch(x))
     assert cold > 100 * 1024, cold
 
 
 def test_packed_weights_follow_weight_changes():
-    model = net(size=16)
+    model = small_seed_net(size=16)
     rng = np.random.default_rng(3)
     x = rng.random((8, 16, 16, 3), dtype=np.float32)
     for _ in range(3):
@@ -106,7 +95,7 @@ def test_packed_weights_follow_weight_changes():
 
 
 def test_other_heads_and_shapes():
-    model = net(size=12, head=None)  # a linear last layer: its output is the result, a new array each call
+    model = small_seed_net(size=12, head=None)  # a linear last layer: its output is the result, a new array each call
     x = np.random.default_rng(4).random((6, 12, 12, 3), dtype=np.float32)
     a, b = model.predict_on_batch(x), model.predict_on_batch(x)
     assert not np.shares_memory(a, b)
@@ -121,7 +110,7 @@ def test_other_heads_and_shapes():
 
 
 def test_concurrent_calls_share_no_buffers():
-    model = net(size=20)
+    model = small_seed_net(size=20)
     rng = np.random.default_rng(5)
     inputs = [rng.random((16, 20, 20, 3), dtype=np.float32) for _ in range(4)]
     want = [steps_one_by_one(model, x) for x in inputs]
@@ -142,10 +131,7 @@ def test_concurrent_calls_share_no_buffers():
 
 @pytest.mark.parametrize("n,k,m", [(5, 333, 13), (32, 1000, 256), (7, 64, 40), (33, 129, 17), (2, 50, 9)])
 def test_dense_forward_infer_matches_dense_forward(n, k, m, isa, threads):
-    rng = np.random.default_rng(n + k)
-    x = rng.standard_normal((n, k), dtype=np.float32)
-    w = rng.standard_normal((k, m), dtype=np.float32)
-    b = rng.standard_normal(m, dtype=np.float32)
+    x, w, b = dense_operands(n + k, n, k, m)
     packed, nr = _core.pack_dense(w), _core.dense_packed_nr()
     out = np.full((n, m), np.nan, np.float32)
     for relu in (False, True):
