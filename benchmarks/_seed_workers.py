@@ -17,6 +17,21 @@ import numpy as np
 LR = 4e-4
 
 
+def step_arguments(ap, size=150, classes=3, steps=10, warmup=3, rounds=3):
+    """The options every seed-network benchmark takes (--threads --batch --size --classes --steps, and
+    --warmup / --rounds where given: None leaves one out), with that benchmark's defaults."""
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--size", type=int, default=size)
+    ap.add_argument("--classes", type=int, default=classes)
+    ap.add_argument("--steps", type=int, default=steps, help="timed steps per round")
+    if warmup is not None:
+        ap.add_argument("--warmup", type=int, default=warmup)
+    if rounds is not None:
+        ap.add_argument("--rounds", type=int, default=rounds, help="subprocess runs per framework, interleaved")
+    return ap
+
+
 def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _seed_workers import step_arguments
 from bench_seed import cpu_model
 
 HERE = Path(__file__).resolve().parent
@@ -41,17 +42,11 @@ LABELS = {
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="28x1,64x3,150x3", help="comma-separated SIDExCHANNELS")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--classes", type=int, default=10)
-    ap.add_argument("--steps", type=int, default=6, help="timed steps per round (x4 for batch-1 latency)")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3, help="subprocess runs per worker, interleaved")
+    step_arguments(ap, classes=10, steps=6, warmup=2)  # --steps: x4 for batch-1 latency; --size: set per worker
     ap.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     ap.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     ap.add_argument("--json", help="write the raw per-step times here")
     # set for the workers by main(): one size at a time
-    ap.add_argument("--size", type=int, default=150, help=argparse.SUPPRESS)
     ap.add_argument("--channels", type=int, default=3, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 

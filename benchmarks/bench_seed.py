@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _seed_workers import step_arguments
 
 HERE = Path(__file__).resolve().parent
 FRAMEWORKS = ["microcnn", "microcnn-core", "torch", "tensorflow"]
@@ -84,14 +85,7 @@ def cpu_model():
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--size", type=int, default=150)
-    ap.add_argument("--classes", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=10, help="timed steps per round")
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=3, help="subprocess runs per framework, interleaved")
+    ap = step_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     ap.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     args = ap.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _seed_workers import timed
+from _seed_workers import step_arguments, timed
 
 
 def median_time(fn, steps, warmup=3):
@@ -119,12 +119,8 @@ def step_gflop(n, s, c, classes):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=28)
+    step_arguments(ap, size=28, classes=10, steps=30, warmup=None, rounds=None)
     ap.add_argument("--channels", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--classes", type=int, default=10)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model-kernels", action="store_true",
                     help="also time each _core call of the model step")
     args = ap.parse_args(argv)

@@ -207,9 +207,28 @@ def global_avgpool_backward(dy: F32, x_shape: tuple[int, int, int, int]) -> F32:
 
 # --- inference (infer.hpp, bf16.hpp) --------------------------------------------------------------------
 def conv2d_relu_maxpool_infer(
-    x: F32, w: F32, b: F32 | None, stride_h: int = 1, stride_w: int = 1, padding: str = "valid"
+    x: F32, w: F32, b: F32 | None, stride_h: int = 1, stride_w: int = 1, padding: str = "valid",
+    out: F32 | None = None,
 ) -> F32:
-    """The y of conv2d_relu_maxpool_forward without its argmax (inference) -> (N,P//2,Q//2,K)."""
+    """The y of conv2d_relu_maxpool_forward without its argmax (inference) -> (N,P//2,Q//2,K); written into
+    out when given (float32, that shape, not overlapping x)."""
+
+def channel_stats(maps: F32) -> F32:
+    """maps (N, ..., C) -> (N, 2C): per sample and channel the mean over the other axes, then the standard
+    deviation (sums in double)."""
+
+def dense_packed_nr() -> int:
+    """The micro-panel width pack_dense packs for (that of the micro-kernel in use)."""
+
+def pack_dense(w: F32) -> F32:
+    """w (K,M) -> 1-D float32: w packed once into the GEMM's micro-panels, for dense_forward_infer."""
+
+def dense_forward_infer(
+    x: F32, w: F32, b: F32 | None, relu: bool = False, packed: F32 | None = None, packed_nr: int = 0,
+    out: F32 | None = None,
+) -> F32:
+    """x (N,K), w (K,M), b or None -> y (N,M), dense_forward's values; batches of more than 4 rows read
+    packed = pack_dense(w) (made for packed_nr = dense_packed_nr()) when given; written into out when given."""
 
 def bf16_kernel() -> str:
     """"avx512_bf16" (vdpbf16ps), "avx2/fma" (bf16 weights widened to float32) or "generic"."""

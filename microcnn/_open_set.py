@@ -41,12 +41,10 @@ class OpenSetMixin:
         for xb, yb, _ in source.batches(None):
             plan = self._current_plan()
             split = plan.index(dense)  # the steps before the final Dense give the features, the rest the outputs
-            if taps:
-                features, stats = self._prepare_x(xb, argument), []
-                for i in range(split):
-                    features = plan.forward(features, training=False, start=i, stop=i + 1)
-                    if features.ndim == 4:  # a convolution block's output (N, H, W, C)
-                        stats.append(channel_stats(features))
+            if taps:  # each convolution block's output (N, H, W, C) summarised as it is made
+                stats = []
+                features = plan.forward(self._prepare_x(xb, argument), training=False, stop=split,
+                                        tap=lambda maps, stats=stats: stats.append(channel_stats(maps)))
                 self._tap_dims = [s.shape[1] for s in stats]
                 yield plan.forward(features, training=False, start=split), np.concatenate(
                     [np.asarray(features, np.float32).reshape(len(features), -1)] + stats, axis=1), yb

@@ -36,7 +36,7 @@ Taps, for tools that look inside the network:
 
 import numpy as np
 
-from . import _bf16_train, _core, _inference
+from . import _bf16_train, _core, _infer_path, _inference
 from ._outer_gradient import FACTORED_MIN_WEIGHTS
 from .layers.conv import Conv2D, MaxPooling2D
 from .layers.core import Dense
@@ -147,6 +147,7 @@ class Plan:
         self.steps = list(steps)
         self.softmax_loss = softmax_loss
         self.precision = "f32"  # "bf16": inference on bf16 weights (_inference.py); built so: bf16 training
+        self._lean = _infer_path.InferencePath(self.steps, ConvReluPoolStep, LayerStep)  # float32 inference
 
     def __repr__(self):
         names = ["+".join(layer.name for layer in step.layers) for step in self.steps]
@@ -159,18 +160,25 @@ class Plan:
                 return i
         raise ValueError(f"layer: {layer.name!r} is not part of this plan")
 
-    def forward(self, x, training, logits=False, start=0, stop=None, record=None):
+    def forward(self, x, training, logits=False, start=0, stop=None, record=None, tap=None):
         """Run steps[start:stop]; `logits` stops the last step of the plan before its softmax; `record` (default:
-        `training`) keeps what backward needs."""
+        `training`) keeps what backward needs; tap(y): called with each step's 4-D output (read it there)."""
+        if not training and not record and start == 0 and self.precision == "f32":
+            y = self._lean.run(x, logits, stop, tap)  # from the input on in inference: _infer_path.py
+            if y is not None:
+                return y
         stop = len(self.steps) if stop is None else stop
         for i in range(start, stop):
             x = self.steps[i].forward(x, training, logits=logits and i == len(self.steps) - 1, record=record,
                                       precision=self.precision)
+            if tap is not None and x.ndim == 4:
+                tap(x)
         return x
 
     def backward(self, dy, start=0, stop=None, need_dx=False):
         """Backpropagate through steps[start:stop] (after a recorded forward) -> (dx or None, {layer: {weight
         name: gradient}}). Steps after `start` always pass a gradient on; step `start` only with `need_dx`."""
+        _infer_path.weights_written()  # an update follows: packed inference copies of weights are re-made
         stop = len(self.steps) if stop is None else stop
         grads = {}
         for i in range(stop - 1, start - 1, -1):

@@ -46,3 +46,11 @@ def interrupt_at_epoch(monkeypatch, epoch):
 
     monkeypatch.setattr(_training.Tracker, "on_epoch_begin", interrupt)
     return original
+
+
+def dense_operands(seed, n, k, m):
+    """x (n, k), w (k, m), b (m,): standard-normal float32 operands of a Dense layer."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, k), dtype=np.float32)
+    w = rng.standard_normal((k, m), dtype=np.float32)
+    return x, w, rng.standard_normal(m, dtype=np.float32)

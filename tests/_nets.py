@@ -71,3 +71,18 @@ def fit_fused_and_unfused_dense_update(make_model, input_shape, batch=16):
     for got, want in zip(fused.get_weights(), unfused.get_weights()):
         np.testing.assert_array_equal(got, want)
     return fused, unfused
+
+
+def small_seed_net(channels=3, size=20, classes=4, head="softmax"):
+    """The seed network's shape at a small size (Conv 8 and 16 with pools, Dense 32, Dropout), seeded and
+    compiled; head: the last Dense's activation (None: linear)."""
+    microcnn.set_seed(1)
+    model = microcnn.Sequential([
+        layers.Input((size, size, channels)),
+        layers.Conv2D(8, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(16, 2, padding="same", activation="relu"), layers.MaxPooling2D(2),
+        layers.Flatten(), layers.Dense(32, activation="relu"), layers.Dropout(0.5),
+        layers.Dense(classes, activation=head),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model

@@ -4,6 +4,7 @@ the bf16 kernels against float64 NumPy on bf16-rounded operands, on every SIMD p
 import numpy as np
 import pytest
 import reference_numpy as ref
+from _helpers import dense_operands
 
 from microcnn import _core
 
@@ -63,10 +64,7 @@ def test_conv_relu_maxpool_infer_without_bias_and_repeated_calls(threads):
 @pytest.mark.parametrize("n,k,m", [(1, 87, 40), (5, 300, 256), (9, 1025, 33), (32, 64, 10), (4, 2, 1)])
 @pytest.mark.parametrize("relu_", [False, True])
 def test_dense_forward_bf16(n, k, m, relu_, isa, threads):
-    rng = np.random.default_rng(n * k + m)
-    x = rng.standard_normal((n, k), dtype=np.float32)
-    w = rng.standard_normal((k, m), dtype=np.float32)
-    b = rng.standard_normal(m, dtype=np.float32)
+    x, w, b = dense_operands(n * k + m, n, k, m)
     packed = _core.pack_bf16(w)
     assert packed.dtype == np.uint16
     y = _core.dense_forward_bf16(x, packed, b, m, relu=relu_)
@@ -122,10 +120,7 @@ def test_bf16_bad_inputs():
 @pytest.mark.parametrize("n,k,m", [(1, 20000, 256), (2, 333, 13), (3, 1000, 8), (4, 257, 70), (1, 5, 1)])
 def test_dense_forward_few_rows(n, k, m, isa, threads):
     """A batch of 1-4 rows takes the row-streaming kernel (dense_rows.hpp) on x86: same contract."""
-    rng = np.random.default_rng(k + m)
-    x = rng.standard_normal((n, k), dtype=np.float32)
-    w = rng.standard_normal((k, m), dtype=np.float32)
-    b = rng.standard_normal(m, dtype=np.float32)
+    x, w, b = dense_operands(k + m, n, k, m)
     want = x.astype(np.float64) @ w.astype(np.float64) + b
     scale = np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64)
     assert np.all(np.abs(_core.dense_forward(x, w, b) - want) <= 1e-5 * scale + 1e-6)

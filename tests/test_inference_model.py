@@ -3,22 +3,9 @@ and precision "bf16" close to float32."""
 
 import numpy as np
 import pytest
+from _nets import small_seed_net
 
-from microcnn import _core, layers, set_seed
-from microcnn.model import Sequential
-
-
-def small_net(channels=3, size=20, classes=4):
-    set_seed(1)
-    model = Sequential([
-        layers.Input((size, size, channels)),
-        layers.Conv2D(8, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
-        layers.Conv2D(16, 2, padding="same", activation="relu"), layers.MaxPooling2D(2),
-        layers.Flatten(), layers.Dense(32, activation="relu"), layers.Dropout(0.5),
-        layers.Dense(classes, activation="softmax"),
-    ])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
+from microcnn import _core
 
 
 def layer_by_layer(model, x):
@@ -29,14 +16,14 @@ def layer_by_layer(model, x):
 
 @pytest.mark.parametrize("channels,size", [(1, 28), (3, 20), (3, 9)])
 def test_predict_matches_layers_one_by_one(channels, size, threads):
-    model = small_net(channels, size)
+    model = small_seed_net(channels, size)
     x = np.random.default_rng(0).random((5, size, size, channels), dtype=np.float32)
     np.testing.assert_allclose(model.predict(x, batch_size=2), layer_by_layer(model, x), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(model.predict_on_batch(x[:1]), layer_by_layer(model, x[:1]), rtol=1e-6, atol=1e-7)
 
 
 def test_bf16_predictions_close_to_f32_and_follow_training():
-    model = small_net()
+    model = small_seed_net()
     rng = np.random.default_rng(2)
     x = rng.random((16, 20, 20, 3), dtype=np.float32)
     y = rng.integers(0, 4, 16)
@@ -55,7 +42,7 @@ def test_bf16_predictions_close_to_f32_and_follow_training():
 
 
 def test_compile_precision():
-    model = small_net()
+    model = small_seed_net()
     assert model.precision == "f32"
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", precision="bf16")
     assert model.precision == "bf16"

@@ -1,8 +1,8 @@
 // Internal: the SIMD direct-convolution micro-kernels (the contracts of ForwardTile, BackwardTile and StreamCopy
 // in conv_direct.hpp), one template over a vector-traits struct (cpp/src/simd/<isa>.hpp, in an anonymous
-// namespace). conv_direct_avx2.cpp and conv_direct_avx512.cpp instantiate them, compiled for their ISA only:
-// an instantiation over an internal-linkage type is internal too, so the linker cannot merge copies across
-// targets. (conv_direct_generic.cpp keeps its own loops: it builds on any compiler and target.)
+// namespace). conv_direct_avx2.cpp and conv_direct_avx512.cpp instantiate them, compiled for their ISA only,
+// and conv_direct_generic.cpp over the portable traits (simd/portable.hpp): an instantiation over an
+// internal-linkage type is internal too, so the linker cannot merge copies across targets.
 //
 // Traits V: `reg`, `mask` (lanes of a partial block), `width` (floats per vector), `split_tail` (run whole
 // blocks with plain loads and only partial ones masked, where masked loads are slower), and static zero(),

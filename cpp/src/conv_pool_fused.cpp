@@ -59,9 +59,14 @@ void conv2d_relu_maxpool_infer(float* y, const float* x, const float* w, const f
   const int64_t P2 = s.P / 2, Q2 = s.Q / 2, K = s.K, taps = s.R * s.S * s.C;
   const conv_gemm::Im2colA a(conv_gemm::forward_im2col(x, s));
   const StridedB bw(w, K, 1);
-  const int64_t per_block = std::clamp<int64_t>((kBlockPixels + 2 * s.Q - 1) / (2 * s.Q), 1, P2);  // pooled rows
-  const int64_t blocks_per_sample = (P2 + per_block - 1) / per_block, blocks = s.N * blocks_per_sample;
   const double flops = 2.0 * s.N * s.P * s.Q * taps * K;
+  int64_t per_block = std::clamp<int64_t>((kBlockPixels + 2 * s.Q - 1) / (2 * s.Q), 1, P2);  // pooled rows
+  // A small batch (one image): blocks of fewer rows, at least two per thread, so that both threads share the
+  // image and one that starts late does not hold the other up. Each element is computed the same either way.
+  const int64_t threads = get_num_threads();
+  if (threads > 1 && flops >= 4e6 && s.N * P2 < 2 * threads * per_block)
+    per_block = std::max<int64_t>(1, s.N * P2 / (2 * threads));
+  const int64_t blocks_per_sample = (P2 + per_block - 1) / per_block, blocks = s.N * blocks_per_sample;
 #pragma omp parallel if (flops >= 4e6 && blocks > 1)
   {
     DenormalGuard guard;

@@ -26,6 +26,7 @@ import re
 
 import numpy as np
 
+from .. import _infer_path
 from .._registry import Registry
 from .._validation import boolean
 from .._validation import shape as _shape
@@ -161,6 +162,7 @@ class Layer:
         for name, value in zip(names, arrays):
             # In place, so optimizer state and other references keep pointing at the live array.
             np.copyto(self._weights[name], value, casting="unsafe")
+        _infer_path.weights_written()
 
     def get_training_state(self):
         """{name: int64/float32 array} of non-weight state a resumed run needs to continue exactly (e.g. a

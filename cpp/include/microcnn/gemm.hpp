@@ -73,6 +73,13 @@ class PanelB {
     (void)row_stride;
     return nullptr;
   }
+  // A source stored once in the packed layout for micro-panels nr wide (PackedB) hands its panels out as they
+  // are: B[k, t*nr + j] = prepacked()[t*panel_stride + k*nr + j]; nullptr when it is not, or not for this nr.
+  virtual const float* prepacked(int nr, int64_t* panel_stride) const {
+    (void)nr;
+    (void)panel_stride;
+    return nullptr;
+  }
 };
 
 // A[i, k] = data[i*row_stride + k*col_stride]: a row-major matrix (row_stride = lda, col_stride = 1) or the
@@ -111,6 +118,27 @@ class StridedB final : public PanelB {
   const float* d_;
   int64_t rs_, cs_;
 };
+
+// B (K,N) stored as ceil(N/nr) panels of K x nr (the last zero-padded), panel t at data + t*K*nr: weights packed
+// once (pack_panels_b) and read by every later call without a copy, each micro-panel one sequential run.
+class PackedB final : public PanelB {
+ public:
+  PackedB(const float* data, int64_t K, int nr) : d_(data), k_(K), nr_(nr) {}
+  void pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const override;
+  const float* prepacked(int nr, int64_t* panel_stride) const override {
+    *panel_stride = k_ * nr_;
+    return nr == nr_ ? d_ : nullptr;
+  }
+
+ private:
+  const float* d_;
+  int64_t k_;
+  int nr_;
+};
+
+// Floats of w (K,N) packed for micro-panels nr wide, and the packing itself (dst: that many floats).
+int64_t packed_panels_size(int64_t K, int64_t N, int nr);
+void pack_panels_b(float* dst, const float* w, int64_t K, int64_t N, int nr);
 
 // --- GEMM --------------------------------------------------------------------------------------------
 struct GemmEpilogue {

@@ -98,12 +98,24 @@ struct BlockB {
   int full = 0;
   const float* next = nullptr;  // the next block when it is contiguous: prefetched while this one runs
   int64_t next_floats = 0;
+  int64_t panel_stride = 0;  // floats from one packed micro-panel to the next (0: kb * nr)
 };
+
+// The B block at (p0, j0) of a source packed once (PanelB::prepacked), in place; nullptr-packed when it is not.
+BlockB prepacked_b(const Problem& p, int64_t p0, int64_t j0) {
+  int64_t stride = 0;
+  const float* d = p.b.prepacked(p.ki.nr, &stride);
+  if (!d) return BlockB{nullptr};
+  BlockB bb{d + j0 / p.ki.nr * stride + p0 * p.ki.nr};
+  bb.panel_stride = stride;
+  return bb;
+}
 
 // Sets up the B block at (p0, j0) in buf: packs all of it, or only its edge micro-panel when B is read in place.
 // next_rows: rows of the block that follows in the same column range (0 if none).
 BlockB prepare_b(const Problem& p, float* buf, int64_t p0, int kb, int64_t j0, int nb, int64_t next_rows) {
   const int nr = p.ki.nr;
+  if (const BlockB pre = prepacked_b(p, p0, j0); pre.packed) return pre;
   int64_t ld = 0;
   const float* d = p.direct_b ? p.b.direct(&ld) : nullptr;
   if (!d) {
@@ -155,7 +167,8 @@ void run_tiles(const Problem& p, const BlockA& ba, const BlockB& bb, int64_t ic,
     const bool b_in_place = bb.direct && jr < bb.full;
     const float* bp = b_in_place ? bb.direct + jr
                       : bb.direct ? bb.packed
-                                  : bb.packed + static_cast<int64_t>(jr / nr) * kb * nr;
+                                  : bb.packed + static_cast<int64_t>(jr / nr) * (bb.panel_stride ? bb.panel_stride
+                                                                                                  : kb * nr);
     const int64_t ldb = b_in_place ? bb.ld : nr;
     const float* bias_j = bias ? bias + jc + jr : nullptr;
     for (int ir = 0; ir < mb; ir += mr) {
@@ -249,17 +262,21 @@ void gemm_split_m(const Problem& p, int64_t M, int64_t N, int64_t K, int threads
       for (int64_t pc = 0; pc < K; pc += ki.kc) {
         const int kb = static_cast<int>(std::min<int64_t>(ki.kc, K - pc));
         const int64_t panels = ceil_div(nb, ki.nr);
+        BlockB bb = prepacked_b(p, pc, jc);
+        if (!bb.packed) {
+          bb.packed = bbuf;
 #pragma omp for schedule(static)
-        for (int64_t t = 0; t < panels; ++t)
-          p.b.pack(bbuf + t * kb * ki.nr, pc, kb, jc + t * ki.nr,
-                   static_cast<int>(std::min<int64_t>(ki.nr, nb - t * ki.nr)), ki.nr);
+          for (int64_t t = 0; t < panels; ++t)
+            p.b.pack(bbuf + t * kb * ki.nr, pc, kb, jc + t * ki.nr,
+                     static_cast<int>(std::min<int64_t>(ki.nr, nb - t * ki.nr)), ki.nr);
+        }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t blk = 0; blk < row_blocks; ++blk) {
           const int64_t ic = blk * mc;
           const int mb = static_cast<int>(std::min<int64_t>(mc, M - ic));
           float* abuf = tl_a.get(a_block_size(p.a, kb, mb, ki.mr));
           const BlockA ba = prepare_a(p, abuf, ic, mb, pc, kb);
-          run_tiles(p, ba, BlockB{bbuf}, ic, mb, jc, nb, kb, p.accumulate || pc != 0, pc + kb == K);
+          run_tiles(p, ba, bb, ic, mb, jc, nb, kb, p.accumulate || pc != 0, pc + kb == K);
         }
       }
     }

@@ -1,7 +1,7 @@
 // Internal: the one SIMD micro-kernel, a template over a vector-traits struct (cpp/src/simd/<isa>.hpp, in an
-// anonymous namespace). kernel_avx2.cpp and kernel_avx512.cpp instantiate it, compiled for their ISA only: an
-// instantiation over an internal-linkage type is internal too, so the linker cannot merge the AVX-512 and AVX2
-// copies. (kernel_generic.cpp keeps plain loops the compiler vectorises for any target.)
+// anonymous namespace). kernel_avx2.cpp and kernel_avx512.cpp instantiate it, compiled for their ISA only, and
+// kernel_generic.cpp over the portable traits: an instantiation over an internal-linkage type is internal too,
+// so the linker cannot merge the copies compiled for different targets.
 //
 // Traits V: `reg` (the vector type), `width` (floats per vector), and static zero(), loadu(p), broadcast(p)
 // (one float to every lane), fmadd(a, b, c) = a*b + c, add(a, b), max(a, b) (returns b where either is NaN,
@@ -62,8 +62,8 @@ void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b, int64
 
 // The KernelInfo of an MR x 2*width register tile (MR_SHORT rows for a short last tile).
 template <class V, int MR, int MR_SHORT>
-KernelInfo simd_kernel_info(Isa isa, const char* name, int mc, int kc, int nc) {
-  return KernelInfo{isa, name, MR, 2 * V::width, MR_SHORT, mc, kc, nc, /*in_place=*/true,
+KernelInfo simd_kernel_info(Isa isa, const char* name, int mc, int kc, int nc, bool in_place = true) {
+  return KernelInfo{isa, name, MR, 2 * V::width, MR_SHORT, mc, kc, nc, in_place,
                     {{{micro_kernel<V, MR, false, false, MR>, micro_kernel<V, MR, false, true, MR>},
                       {micro_kernel<V, MR, true, false, MR>, micro_kernel<V, MR, true, true, MR>}},
                      {{micro_kernel<V, MR, false, false, MR_SHORT>, micro_kernel<V, MR, false, true, MR_SHORT>},

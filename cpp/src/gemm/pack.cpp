@@ -86,4 +86,33 @@ void StridedB::pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) 
   }
 }
 
+int64_t packed_panels_size(int64_t K, int64_t N, int nr) { return (N + nr - 1) / nr * K * nr; }
+
+void pack_panels_b(float* dst, const float* w, int64_t K, int64_t N, int nr) {
+  // Row by row (w read as one sequential stream, each row scattered into the panels), rows split over threads.
+  const int64_t panels = (N + nr - 1) / nr;
+#pragma omp parallel for schedule(static) if (K * N >= (int64_t{1} << 20))
+  for (int64_t k = 0; k < K; ++k) {
+    const float* src = w + k * N;
+    for (int64_t t = 0; t < panels; ++t) {
+      float* d = dst + (t * K + k) * nr;
+      const int64_t j0 = t * nr, cols = std::min<int64_t>(nr, N - j0);
+      for (int64_t j = 0; j < cols; ++j) d[j] = src[j0 + j];
+      for (int64_t j = cols; j < nr; ++j) d[j] = 0.0f;
+    }
+  }
+}
+
+void PackedB::pack(float* dst, int64_t p0, int kb, int64_t j0, int nb, int nr) const {
+  // Another panel width than stored (not the driver's path, which takes prepacked()): element by element.
+  for (int t = 0; t * nr < nb; ++t)
+    for (int k = 0; k < kb; ++k)
+      for (int j = 0; j < nr; ++j) {
+        const int64_t col = j0 + static_cast<int64_t>(t) * nr + j;
+        const bool inside = t * nr + j < nb;
+        dst[(static_cast<int64_t>(t) * kb + k) * nr + j] =
+            inside ? d_[col / nr_ * k_ * nr_ + (p0 + k) * nr_ + col % nr_] : 0.0f;
+      }
+}
+
 }  // namespace microcnn
