@@ -90,22 +90,6 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
   }
 }
 
-namespace {
-// Rows [offset, offset + M) of another row-layout A source, as rows [0, M).
-class RowOffsetA final : public PanelA {
- public:
-  RowOffsetA(const PanelA& a, int64_t offset) : a_(a), offset_(offset) {}
-  bool rows_layout() const override { return a_.rows_layout(); }
-  void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const override {
-    a_.pack(dst, i0 + offset_, mb, p0, kb, mr);
-  }
-
- private:
-  const PanelA& a_;
-  int64_t offset_;
-};
-}  // namespace
-
 // x (N,H,W,C), w (R,S,C,K), b (K) or nullptr -> y (N,P/2,Q/2,K), argmax (N,P/2,Q/2,K)
 void conv2d_relu_maxpool_forward(float* y, int32_t* argmax, const float* x, const float* w, const float* b,
                                  const ConvShape& s) {
@@ -135,7 +119,7 @@ void conv2d_relu_maxpool_forward(float* y, int32_t* argmax, const float* x, cons
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t n = blk / blocks_per_sample, p2_0 = blk % blocks_per_sample * per_block;
       const int64_t pairs = std::min(per_block, P2 - p2_0);
-      const RowOffsetA a(im2col, (n * s.P + 2 * p2_0) * s.Q);
+      const conv_gemm::RowOffsetA a(im2col, (n * s.P + 2 * p2_0) * s.Q);
       gemm_serial(z.data(), s.K, a, b_w, pairs * pair, s.K, taps, GemmEpilogue{b, true});
       for (int64_t i = 0; i < pairs; ++i) {
         const int64_t p2 = p2_0 + i, out = (n * P2 + p2) * Q2 * s.K;

@@ -60,6 +60,20 @@ void gather_rows(float* a, const Im2col& g, const ConvShape& s, int64_t i0, int6
   }
 }
 
+// Rows [offset, offset + M) of another A source, as rows [0, M): one block of output rows of a conv+pool step.
+class RowOffsetA final : public PanelA {
+ public:
+  RowOffsetA(const PanelA& a, int64_t offset) : a_(a), offset_(offset) {}
+  bool rows_layout() const override { return a_.rows_layout(); }
+  void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const override {
+    a_.pack(dst, i0 + offset_, mb, p0, kb, mr);
+  }
+
+ private:
+  const PanelA& a_;
+  int64_t offset_;
+};
+
 // A = the im2col matrix (rows = output pixels, columns = R*S*Cs).
 class Im2colA final : public PanelA {
  public:

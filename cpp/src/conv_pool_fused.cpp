@@ -16,20 +16,6 @@ namespace microcnn {
 
 namespace {
 
-// Rows [offset, offset + M) of another A source.
-class RowBlockA final : public PanelA {
- public:
-  RowBlockA(const PanelA& a, int64_t offset) : a_(a), offset_(offset) {}
-  bool rows_layout() const override { return a_.rows_layout(); }
-  void pack(float* dst, int64_t i0, int mb, int64_t p0, int kb, int mr) const override {
-    a_.pack(dst, i0 + offset_, mb, p0, kb, mr);
-  }
-
- private:
-  const PanelA& a_;
-  int64_t offset_;
-};
-
 // One pooled row from conv rows z0, z1 (Q pixels of K channels each): the first maximum in row-major window
 // order wins (strict >), as maxpool2d_forward.
 void pool_pair(float* __restrict y, const float* __restrict z0, const float* __restrict z1, int64_t Q2,
@@ -76,7 +62,7 @@ void conv2d_relu_maxpool_infer(float* y, const float* x, const float* w, const f
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t n = blk / blocks_per_sample, p0 = blk % blocks_per_sample * per_block;
       const int64_t p1 = std::min(P2, p0 + per_block);
-      const RowBlockA rows(a, (n * s.P + 2 * p0) * s.Q);
+      const conv_gemm::RowOffsetA rows(a, (n * s.P + 2 * p0) * s.Q);
       gemm_serial(z.data(), K, rows, bw, 2 * (p1 - p0) * s.Q, K, taps, GemmEpilogue{b, true});
       for (int64_t p2 = p0; p2 < p1; ++p2) {
         const float* z0 = z.data() + 2 * (p2 - p0) * s.Q * K;
